@@ -1,0 +1,43 @@
+"""Evaluation: bits per byte with rolling windows, and tables over documents."""
+
+from siftlm.evaluation.bpb import (
+    LN2,
+    TextScore,
+    Window,
+    bits_per_byte,
+    prefix_token_id,
+    rolling_windows,
+    score_text,
+    score_tokens,
+)
+from siftlm.evaluation.report import (
+    DomainTable,
+    Estimate,
+    aggregate_bpb,
+    common_documents,
+    correlation,
+    domain_table,
+    learning_curve,
+    relative_to_base,
+    uncertainty_gain,
+)
+
+__all__ = [
+    "DomainTable",
+    "Estimate",
+    "LN2",
+    "TextScore",
+    "Window",
+    "aggregate_bpb",
+    "bits_per_byte",
+    "common_documents",
+    "correlation",
+    "domain_table",
+    "learning_curve",
+    "prefix_token_id",
+    "relative_to_base",
+    "rolling_windows",
+    "score_text",
+    "score_tokens",
+    "uncertainty_gain",
+]

@@ -1,0 +1,185 @@
+"""Configuration of test-time training: one frozen dataclass, validated on creation.
+
+``TTTConfig`` is the single source of truth for a run; ``to_dict`` gives the resolved
+values to save next to results, ``from_name`` maps the method names of the benchmark
+("base", "context", "sift-adaptive", ...) onto a configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# The selection methods of ``siftlm.select``, used when that module cannot be imported.
+_SELECTION_METHODS: tuple[str, ...] = ("sift", "nn", "nn-f", "us", "random", "mmr")
+# "base": no retrieval and no training, the baseline every table is relative to.
+BASE_METHOD = "base"
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+FINETUNE: tuple[str, ...] = ("full", "lora")
+MODES: tuple[str, ...] = ("finetune", "context")
+
+
+def selection_methods() -> tuple[str, ...]:
+    """The method names ``siftlm.select`` accepts (its registry where importable)."""
+    try:
+        from siftlm.selection import available_methods
+    except ImportError:
+        return _SELECTION_METHODS
+    return tuple(available_methods())
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value in choices:
+        return
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown {what} {value!r} (choose from {', '.join(choices)}){hint}")
+
+
+@dataclass(frozen=True)
+class LoRASettings:
+    """LoRA adapter settings (see ``peft.LoraConfig``); a fresh adapter per prompt.
+
+    ``target_modules=None`` uses peft's default for the architecture (GPT-2: ``c_attn``,
+    Llama: ``q_proj``/``v_proj``).
+    """
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"LoRA rank r must be >= 1, got {self.r}")
+        if self.alpha <= 0:
+            raise ValueError(f"LoRA alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        if self.target_modules is not None:
+            object.__setattr__(self, "target_modules", tuple(self.target_modules))
+            if not self.target_modules:
+                raise ValueError("LoRA target_modules must be None or non-empty")
+
+
+@dataclass(frozen=True)
+class TTTConfig:
+    """How to adapt to one prompt.
+
+    Selection: ``k`` candidates are retrieved by cosine similarity, ``n`` of them are
+    selected with ``method`` (``siftlm.select``; ``lambda_``, ``alpha`` and ``distinct``
+    are passed on). ``method="base"`` retrieves nothing and trains nothing.
+
+    Training (``mode="finetune"``): one step per selected sequence (one per chunk for
+    sequences longer than the context), batch size 1, a fresh ``optimizer`` per prompt
+    with ``lr``, ``eps``, ``weight_decay`` and gradient-norm clipping at ``grad_clip``
+    (None: no clipping). ``finetune="full"`` trains every parameter, ``"lora"`` a fresh
+    adapter (``lora``). ``mode="context"`` puts the selected sequences before the text
+    instead of training.
+
+    ``max_length``: the context length in tokens (None: the model's maximum positions).
+    ``seed``: the random state at the start of every prompt, so that a prompt's result
+    does not depend on which prompts came before.
+    """
+
+    method: str = "sift"
+    n: int = 50
+    k: int = 200
+    lambda_: float = 0.01
+    alpha: float | None = None
+    distinct: bool = False
+    lr: float = 5e-5
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    finetune: Literal["full", "lora"] = "full"
+    lora: LoRASettings = field(default_factory=LoRASettings)
+    mode: Literal["finetune", "context"] = "finetune"
+    max_length: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("method", self.method, (BASE_METHOD, *selection_methods()))
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("finetune", self.finetune, FINETUNE)
+        _check_choice("mode", self.mode, MODES)
+        if isinstance(self.lora, dict):
+            object.__setattr__(self, "lora", LoRASettings(**self.lora))
+        if self.n < 1:
+            raise ValueError(f"n (sequences to select) must be >= 1, got {self.n}")
+        if self.k < 1:
+            raise ValueError(f"k (candidates to retrieve) must be >= 1, got {self.k}")
+        if self.distinct and self.n > self.k:
+            raise ValueError(
+                f"n={self.n} distinct sequences cannot be selected from k={self.k} candidates"
+            )
+        if self.lambda_ <= 0:
+            raise ValueError(f"lambda_ must be > 0, got {self.lambda_}")
+        if self.alpha is not None and self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0 or None, got {self.alpha}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.eps <= 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2 tokens, got {self.max_length}")
+
+    @property
+    def name(self) -> str:
+        """The benchmark name of this configuration (inverse of ``from_name``)."""
+        if self.method == BASE_METHOD:
+            return BASE_METHOD
+        if self.mode == "context":
+            return "context" if self.method == "nn" else f"context-{self.method}"
+        if self.method == "sift" and self.alpha is not None:
+            return "sift-adaptive"
+        return self.method
+
+    @property
+    def trains(self) -> bool:
+        """Whether the model takes gradient steps (not for "base" nor in context mode)."""
+        return self.method != BASE_METHOD and self.mode == "finetune"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration, JSON-serialisable."""
+        values = dataclasses.asdict(self)
+        if values["lora"]["target_modules"] is not None:
+            values["lora"]["target_modules"] = list(values["lora"]["target_modules"])
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TTTConfig:
+        values = dict(values)
+        if isinstance(values.get("lora"), dict):
+            values["lora"] = LoRASettings(**values["lora"])
+        return cls(**values)
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> TTTConfig:
+        """The configuration of a benchmark method name.
+
+        "base": no training; "context": nearest neighbours in the context, "context-<m>":
+        the selection of method m in the context; "sift-adaptive": SIFT with ``alpha``
+        (required); any selection method name ("sift", "nn", "nn-f", "us", "random",
+        "mmr"): fine-tuning on that selection.
+        """
+        if name == "context" or name.startswith("context-"):
+            method = name.removeprefix("context-") if name != "context" else "nn"
+            return cls(**{**overrides, "method": method, "mode": "context"})
+        if name == "sift-adaptive":
+            if overrides.get("alpha") is None:
+                raise ValueError("method 'sift-adaptive' needs alpha (e.g. alpha=0.55)")
+            return cls(**{**overrides, "method": "sift"})
+        if name == BASE_METHOD or name in selection_methods():
+            return cls(**{**overrides, "method": name})
+        _check_choice(
+            "method", name, (BASE_METHOD, "context", "sift-adaptive", *selection_methods())
+        )
+        raise AssertionError("unreachable")

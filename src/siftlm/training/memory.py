@@ -1,0 +1,126 @@
+"""What test-time training needs from a datastore, and a small in-memory one.
+
+``siftlm.datastore.Datastore`` satisfies ``MemoryLike``; ``ListMemory`` does too, over a
+list of texts and any embedding function (exact search, for tests and small memories).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class SearchResultLike(Protocol):
+    """Per query b and rank j: ``ids[b, j]`` (int64), ``scores[b, j]`` (cosine),
+    ``embeddings[b, j]`` (d,) float32 normalised, ``texts[b][j]``, ``domains[b][j]``."""
+
+    ids: Any
+    scores: Any
+    embeddings: Any
+    texts: Sequence[Sequence[str]]
+    domains: Sequence[Sequence[str]]
+
+
+@runtime_checkable
+class MemoryLike(Protocol):
+    """A datastore of sequences: embed texts with its own embedder, search by cosine.
+
+    ``manifest`` names the embedder and the tokenizer the memory was built with (an
+    object or mapping with ``embedder`` and ``tokenizer``); ``len()`` is its size.
+    """
+
+    manifest: Any
+
+    def __len__(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, d) float32, L2-normalised."""
+        ...
+
+    def search(self, query_embeddings: np.ndarray, k: int) -> SearchResultLike:
+        """The k nearest sequences of each of the (B, d) queries."""
+        ...
+
+
+def manifest_value(manifest: Any, key: str) -> str | None:
+    """``manifest.<key>`` or ``manifest[key]`` (also ``<key>_name``), None if absent."""
+    for name in (key, f"{key}_name"):
+        value = manifest.get(name) if isinstance(manifest, dict) else getattr(manifest, name, None)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def check_memory(memory: MemoryLike, *, tokenizer: str | None, embedder: str | None) -> None:
+    """Raise ValueError when the memory was built with another tokenizer or embedder
+    than the one given (None: not checked)."""
+    for what, given in (("tokenizer", tokenizer), ("embedder", embedder)):
+        stored = manifest_value(memory.manifest, what)
+        if given is not None and stored is not None and given != stored:
+            raise ValueError(
+                f"the datastore was built with {what} {stored!r}, but {what} {given!r} was "
+                f"given; rebuild the datastore with {given!r} or use {stored!r}"
+            )
+
+
+class ListSearchResult(NamedTuple):
+    ids: np.ndarray  # (B, k) int64
+    scores: np.ndarray  # (B, k) float32
+    embeddings: np.ndarray  # (B, k, d) float32
+    texts: list[list[str]]
+    domains: list[list[str]]
+    doc_ids: list[list[str]]
+
+
+class ListMemory:
+    """An in-memory datastore over ``texts`` with exact cosine search.
+
+    ``embed_fn`` maps a list of texts to an (N, d) array; rows are L2-normalised here.
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        embed_fn: Callable[[list[str]], np.ndarray],
+        *,
+        domains: Sequence[str] | None = None,
+        doc_ids: Sequence[str] | None = None,
+        embedder: str = "custom",
+        tokenizer: str | None = None,
+    ) -> None:
+        if not texts:
+            raise ValueError("ListMemory needs at least one text")
+        self.texts = list(texts)
+        self.domains = list(domains) if domains is not None else ["none"] * len(texts)
+        self.doc_ids = list(doc_ids) if doc_ids is not None else [str(i) for i in range(len(texts))]
+        if not len(self.domains) == len(self.doc_ids) == len(self.texts):
+            raise ValueError("texts, domains and doc_ids must have the same length")
+        self.embed_fn = embed_fn
+        self.manifest = {"embedder": embedder, "tokenizer": tokenizer}
+        self.embeddings = self.embed(self.texts)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.asarray(self.embed_fn(list(texts)), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def search(self, query_embeddings: np.ndarray, k: int) -> ListSearchResult:
+        if not 1 <= k <= len(self):
+            raise ValueError(f"k={k} is out of range for a memory of {len(self)} sequences")
+        queries = np.atleast_2d(np.asarray(query_embeddings, dtype=np.float32))
+        scores = queries @ self.embeddings.T
+        # stable: equal scores keep the memory's order, so results are reproducible
+        ids = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
+        return ListSearchResult(
+            ids=ids,
+            scores=np.take_along_axis(scores, ids, axis=1),
+            embeddings=self.embeddings[ids],
+            texts=[[self.texts[i] for i in row] for row in ids],
+            domains=[[self.domains[i] for i in row] for row in ids],
+            doc_ids=[[self.doc_ids[i] for i in row] for row in ids],
+        )
