@@ -15,6 +15,8 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "siftlm.selection.cli",
+    "siftlm.models.cli",
+    "siftlm.datastore.cli",
 )
 
 
