@@ -6,7 +6,8 @@ Everything here runs on a CPU in milliseconds and needs no download.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -79,3 +80,15 @@ def ngram_embedder(dim: int = 64, n: int = 3) -> Callable[[list[str]], np.ndarra
         return vectors
 
     return embed
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block: tiny models are fastest so, and up to
+    100x slower when torch spreads them over the cores of a busy small machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

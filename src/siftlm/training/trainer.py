@@ -146,6 +146,8 @@ class TestTimeTrainer:
         ``curve=True`` also scores ``text`` before training and after every step.
         """
         check_text(text, "text")
+        if query is not None:
+            check_text(query, "query")
         tokens = encode(self.tokenizer, text)
         nlls: list[float] = []
         on_step = (lambda step: nlls.append(self._score(tokens))) if curve else None

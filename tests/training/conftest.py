@@ -1,0 +1,101 @@
+"""Tiny corpus, tokenizer, memory and models for test-time training tests (CPU, ms)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from siftlm.training import ListMemory
+from siftlm.training.tiny import (
+    ngram_embedder,
+    single_thread,
+    tiny_gpt2,
+    tiny_llama,
+    tiny_tokenizer,
+)
+
+TOPICS = {
+    "code": ["def add(a, b): return a + b", "for i in range(10): print(i)", "x = [1, 2, 3]"],
+    "law": ["The court held that the contract", "the defendant shall pay damages", "appeal"],
+    "math": ["Let x be a real number such that", "the integral of x squared is", "prime"],
+}
+
+
+def _memory_texts() -> tuple[list[str], list[str]]:
+    texts, domains = [], []
+    for domain, phrases in TOPICS.items():
+        for i in range(8):
+            texts.append(f"{phrases[i % 3]} {phrases[(i + 1) % 3]} (note {i}).")
+            domains.append(domain)
+    return texts, domains
+
+
+MEMORY_TEXTS, MEMORY_DOMAINS = _memory_texts()
+PROMPTS = [
+    "def add(a, b): return a + b and then print(i)",
+    "The court held that the defendant shall pay damages on appeal.",
+    "Let x be a real number; the integral of x squared is prime.",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with single_thread():
+        yield
+
+
+@pytest.fixture()
+def prompts() -> list[str]:
+    return list(PROMPTS)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer(MEMORY_TEXTS + PROMPTS)
+
+
+@pytest.fixture()
+def memory():
+    return ListMemory(
+        MEMORY_TEXTS,
+        ngram_embedder(),
+        domains=MEMORY_DOMAINS,
+        embedder="ngram-64",
+        tokenizer="tiny-bpe",
+    )
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def make_model(request, tokenizer):
+    """A factory of identical tiny random models (same seed each call)."""
+    build = tiny_gpt2 if request.param == "gpt2" else tiny_llama
+    return lambda: build(tokenizer, n_positions=64, seed=0)
+
+
+def _state_of(model) -> dict[str, torch.Tensor]:
+    state = {name: p.detach().clone() for name, p in model.named_parameters()}
+    state.update({f"buffer:{n}": b.detach().clone() for n, b in model.named_buffers()})
+    return state
+
+
+def _assert_untouched(model, state: dict[str, torch.Tensor]) -> None:
+    now = _state_of(model)
+    assert now.keys() == state.keys()
+    changed = [name for name in state if not torch.equal(now[name], state[name])]
+    assert not changed, f"changed: {changed}"
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any("lora" in name for name, _ in model.named_modules())
+
+
+@pytest.fixture()
+def state_of():
+    """Copies of every parameter and buffer (persistent or not) of a model."""
+    return _state_of
+
+
+@pytest.fixture()
+def assert_untouched():
+    """Asserts a model is bitwise the state taken by ``state_of``: every parameter and
+    buffer equal, no gradient left, every parameter trainable again, no adapter left."""
+    return _assert_untouched

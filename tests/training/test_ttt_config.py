@@ -1,0 +1,73 @@
+"""TTTConfig: validation, benchmark names, round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from siftlm.training import LoRASettings, TTTConfig
+
+
+def test_defaults_follow_the_paper():
+    config = TTTConfig()
+    assert (config.method, config.n, config.k, config.lambda_) == ("sift", 50, 200, 0.01)
+    assert (config.optimizer, config.lr, config.eps, config.grad_clip) == ("adam", 5e-5, 1e-8, 1.0)
+    assert config.finetune == "full" and config.mode == "finetune" and config.trains
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"method": "sfit"}, "did you mean 'sift'"),
+        ({"optimizer": "adamx"}, "unknown optimizer"),
+        ({"finetune": "qlora"}, "unknown finetune"),
+        ({"mode": "prompt"}, "unknown mode"),
+        ({"lambda_": 0.0}, "lambda_"),
+        ({"alpha": -1.0}, "alpha"),
+        ({"lr": 0.0}, "lr"),
+        ({"eps": 0.0}, "eps"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"grad_clip": 0.0}, "grad_clip"),
+        ({"max_length": 1}, "max_length"),
+    ],
+)
+def test_invalid_values_are_refused(values, message):
+    with pytest.raises(ValueError, match=message):
+        TTTConfig(**values)
+
+
+def test_invalid_lora_settings_are_refused():
+    with pytest.raises(ValueError, match="rank"):
+        LoRASettings(r=0)
+    with pytest.raises(ValueError, match="dropout"):
+        LoRASettings(dropout=1.0)
+
+
+@pytest.mark.parametrize(
+    "name", ["base", "context", "context-sift", "nn", "nn-f", "us", "random", "sift", "mmr"]
+)
+def test_benchmark_names_round_trip(name):
+    assert TTTConfig.from_name(name, n=5, k=10).name == name
+
+
+def test_adaptive_sift_needs_alpha():
+    with pytest.raises(ValueError, match="alpha"):
+        TTTConfig.from_name("sift-adaptive")
+    config = TTTConfig.from_name("sift-adaptive", alpha=0.55)
+    assert (config.method, config.alpha, config.name) == ("sift", 0.55, "sift-adaptive")
+    with pytest.raises(ValueError, match="unknown method 'sift-adaptiv'"):
+        TTTConfig.from_name("sift-adaptiv")
+
+
+def test_only_finetune_mode_with_a_selection_trains():
+    assert not TTTConfig(method="base").trains
+    assert not TTTConfig.from_name("context").trains
+
+
+def test_to_dict_round_trips_through_json():
+    config = TTTConfig(
+        method="nn", n=7, finetune="lora", lora=LoRASettings(r=4, target_modules=("c_attn",))
+    )
+    again = TTTConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
