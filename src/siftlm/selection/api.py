@@ -1,0 +1,227 @@
+"""`select`: one function for every selection method, and its typed result `Selection`."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from siftlm.selection.greedy import greedy
+from siftlm.selection.registry import Method, get_method
+from siftlm.selection.stopping import adaptive_steps
+
+# Prompts are processed in chunks whose (chunk, K, K) float64 Gram matrices fit this budget.
+GRAM_BYTES = 1 << 29
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Picks per prompt, in the prompts' order. Always numpy arrays on the CPU.
+
+    Attributes:
+        indices: (B, n) int64 positions on the candidate axis, in pick order; -1 after
+            `steps` (the picks adaptive stopping cut).
+        variances: (B, n) float64 posterior variance σ²(x*) of the prompt after each pick
+            (under the SIFT posterior with the given λ, whatever the method); NaN after `steps`.
+        prior_variances: (B,) float64 σ²(x*) before any pick, k(x*, x*) = ‖φ(x*)‖².
+        steps: (B,) int64 picks kept: n, unless adaptive stopping (`alpha`) cut earlier.
+        method, lambda_, alpha: the settings that produced it.
+        seconds: wall-clock time of the selection.
+
+    A single prompt ((d,) query) gives the same fields without the batch axis.
+    """
+
+    indices: np.ndarray
+    variances: np.ndarray
+    prior_variances: np.ndarray
+    steps: np.ndarray
+    method: str
+    lambda_: float
+    alpha: float | None
+    seconds: float
+
+    def kept(self, prompt: int | None = None) -> np.ndarray:
+        """The kept picks (int64) of one prompt; `prompt` is omitted for a single prompt."""
+        if self.indices.ndim == 1:
+            if prompt not in (None, 0):
+                raise ValueError("a single-prompt Selection has only prompt 0")
+            return self.indices[: int(self.steps)]
+        if prompt is None:
+            raise ValueError("a batched Selection needs the prompt's position")
+        return self.indices[prompt, : int(self.steps[prompt])]
+
+
+def select(
+    queries: Any,
+    candidates: Any,
+    n: int,
+    method: str | Method = "sift",
+    lambda_: float = 0.01,
+    alpha: float | None = None,
+    distinct: bool = False,
+    seed: int = 0,
+) -> Selection:
+    """Select n candidates per prompt.
+
+    Args:
+        queries: (B, d) one embedding per prompt, or (d,) for a single prompt. numpy array
+            or torch tensor, any float dtype.
+        candidates: (B, K, d) each prompt's own candidates, or (K, d) shared by all.
+            Embeddings are used as given (not normalised). Torch tensors on a CUDA device
+            are processed there (both inputs on the same device).
+        n: picks per prompt, >= 1.
+        method: a name from `available_methods()` ("sift", "nn", "nn-f", "us", "random",
+            "mmr") or a `Method` instance (e.g. `MMR(relevance=0.7)`).
+        lambda_: observation-noise variance λ > 0 of the SIFT posterior.
+        alpha: adaptive stopping: a prompt stops at the first step t (from 1) where its
+            posterior standard deviation exceeds 1/(alpha·t); see `stopping`.
+        distinct: forbid picking a candidate twice (sift, us). nn, random and mmr never
+            repeat; nn-f always does.
+        seed: seed of the "random" method.
+
+    Computation is in float64 on the inputs' device; results are numpy on the CPU.
+    Ties go to the lowest candidate index, and exact duplicates always score alike.
+
+    Raises:
+        ValueError: bad shapes, batch sizes or dimensions; n < 1; K < 1; more picks than
+            candidates without repeats; lambda_ <= 0 or not finite; alpha <= 0; NaN or
+            infinite embeddings; an empty batch; an unknown method.
+    """
+    started = time.perf_counter()
+    rule = get_method(method)
+    query_tensor, candidate_tensor, single = _as_inputs(queries, candidates)
+    n = _check_count("n", n)
+    lambda_ = _check_positive("lambda_", lambda_)
+    if alpha is not None:
+        alpha = _check_positive("alpha", alpha)
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    num_candidates = candidate_tensor.shape[-2]
+    forbid_repeats = distinct if rule.repeats is None else not rule.repeats
+    if rule.repeats and distinct:
+        raise ValueError(f"method {rule.name!r} repeats its pick by definition; drop distinct=True")
+    if forbid_repeats and n > num_candidates:
+        why = "distinct=True" if rule.repeats is None else f"method {rule.name!r} never repeats"
+        raise ValueError(f"n={n} picks from K={num_candidates} candidates, but {why}")
+
+    parts = []
+    batch = query_tensor.shape[0]
+    chunk = max(1, GRAM_BYTES // (8 * num_candidates * num_candidates))
+    for start in range(0, batch, chunk):
+        stop = min(start + chunk, batch)
+        chunk_candidates = (
+            candidate_tensor if candidate_tensor.dim() == 2 else candidate_tensor[start:stop]
+        )
+        parts.append(
+            greedy(
+                rule, query_tensor[start:stop], chunk_candidates, n, lambda_, distinct, seed, start
+            )
+        )
+    indices, variances, prior = (torch.cat(part) for part in zip(*parts, strict=True))
+
+    if alpha is None:
+        steps = torch.full((batch,), n, dtype=torch.long, device=indices.device)
+    else:
+        steps = adaptive_steps(variances, alpha)
+        cut = torch.arange(n, device=indices.device).unsqueeze(0) >= steps.unsqueeze(1)
+        indices = indices.masked_fill(cut, -1)
+        variances = variances.masked_fill(cut, float("nan"))
+
+    arrays = [tensor.cpu().numpy() for tensor in (indices, variances, prior, steps)]
+    if single:
+        arrays = [array[0] for array in arrays]
+    return Selection(
+        *arrays,
+        method=rule.name,
+        lambda_=lambda_,
+        alpha=alpha,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _as_inputs(queries: Any, candidates: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Validate and convert to float64 tensors: (B, d) queries, (B, K, d) or (K, d) candidates."""
+    device = _common_device(queries, candidates)
+    query_tensor = _as_tensor("queries", queries, device)
+    candidate_tensor = _as_tensor("candidates", candidates, device)
+
+    if query_tensor.dim() not in (1, 2):
+        raise ValueError(f"queries must be (B, d) or (d,), got shape {tuple(query_tensor.shape)}")
+    if candidate_tensor.dim() not in (2, 3):
+        raise ValueError(
+            f"candidates must be (B, K, d) or (K, d), got shape {tuple(candidate_tensor.shape)}"
+        )
+    single = query_tensor.dim() == 1
+    if single:
+        if candidate_tensor.dim() != 2:
+            raise ValueError(
+                "a single query (d,) takes a (K, d) candidate set, got candidates of shape "
+                f"{tuple(candidate_tensor.shape)}"
+            )
+        query_tensor = query_tensor.unsqueeze(0)
+    batch, dim = query_tensor.shape
+    num_candidates, candidate_dim = candidate_tensor.shape[-2:]
+    if batch == 0:
+        raise ValueError("empty batch: queries has no prompts")
+    if dim == 0:
+        raise ValueError("embeddings have dimension 0")
+    if candidate_dim != dim:
+        raise ValueError(f"dimension mismatch: queries have d={dim}, candidates d={candidate_dim}")
+    if candidate_tensor.dim() == 3 and candidate_tensor.shape[0] != batch:
+        raise ValueError(
+            f"batch size mismatch: {batch} queries but candidates for "
+            f"{candidate_tensor.shape[0]} prompts"
+        )
+    if num_candidates == 0:
+        raise ValueError("no candidates: K must be at least 1")
+    for name, tensor in (("queries", query_tensor), ("candidates", candidate_tensor)):
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{name} contain NaN or infinite values")
+    return query_tensor, candidate_tensor, single
+
+
+def _common_device(*inputs: Any) -> torch.device:
+    devices = {x.device for x in inputs if isinstance(x, torch.Tensor)}
+    if len(devices) > 1:
+        raise ValueError(
+            f"queries and candidates are on different devices: {sorted(map(str, devices))}"
+        )
+    return devices.pop() if devices else torch.device("cpu")
+
+
+def _as_tensor(name: str, value: Any, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} must be a numpy array or torch tensor: {error}") from None
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"{name} must hold real floating-point numbers, got {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if not tensor.dtype.is_floating_point:
+        raise ValueError(f"{name} must be floating point (float32 or float64), got {tensor.dtype}")
+    return tensor.to(device=device, dtype=torch.float64)
+
+
+def _check_count(name: str, value: Any) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def _check_positive(name: str, value: Any) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return value

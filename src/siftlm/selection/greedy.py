@@ -1,0 +1,68 @@
+"""The greedy selection loop, written once for every method.
+
+Batched over prompts and vectorised over candidates: the only Python loop is over the n
+steps. Each step: score (B, K) -> copies score alike -> mask repeats if forbidden ->
+argmax -> condition the posterior on the picks -> update the method's state.
+
+Ties: `torch.argmax` returns the first maximum, so equal scores go to the lowest candidate
+index; exact duplicates share the score of their first copy (see `Posterior.copies`), so
+round-off can never make a later copy win over an earlier one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from siftlm.selection.posterior import Posterior
+from siftlm.selection.registry import Method
+
+
+def greedy(
+    method: Method,
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    n: int,
+    lambda_: float,
+    distinct: bool,
+    seed: int,
+    first_prompt: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run `method` for n steps on validated float64 inputs.
+
+    Args:
+        method: the scoring rule.
+        queries: (B, d) prompt embeddings.
+        candidates: (B, K, d) per-prompt candidates or (K, d) shared.
+        n: number of picks per prompt.
+        lambda_: noise variance λ of the posterior.
+        distinct: forbid repeats (methods with `repeats` set decide for themselves).
+        seed: seed for randomised methods.
+        first_prompt: position of queries[0] in the whole call (prompts come in chunks).
+
+    Returns:
+        indices (B, n) int64, variances (B, n) float64 posterior σ²(x*) after each pick,
+        prior_variances (B,) float64.
+    """
+    posterior = Posterior(queries, candidates, lambda_, capacity=n, first_prompt=first_prompt)
+    state = method.start(posterior, seed)
+    forbid_repeats = distinct if method.repeats is None else not method.repeats
+    batch, num_candidates = posterior.batch_size, posterior.num_candidates
+    device = queries.device
+
+    picked = torch.zeros(batch, num_candidates, dtype=torch.bool, device=device)
+    rows = torch.arange(batch, device=device)
+    indices = torch.empty(batch, n, dtype=torch.long, device=device)
+    variances = torch.empty(batch, n, dtype=torch.float64, device=device)
+    for step in range(n):
+        scores = method.scores(posterior, state)
+        if method.copies_score_alike:
+            scores = scores.gather(1, posterior.copies)
+        if forbid_repeats:
+            scores = scores.masked_fill(picked, float("-inf"))
+        picks = scores.argmax(dim=1)  # first maximum: lowest index wins ties
+        column = posterior.observe(picks)
+        state = method.update(posterior, state, picks, column)
+        picked[rows, picks] = True
+        indices[:, step] = picks
+        variances[:, step] = posterior.variances
+    return indices, variances, posterior.prior_variances
