@@ -70,7 +70,7 @@ def test_a_datastore_built_with_another_tokenizer_or_embedder(
 ):
     model, before = model_and_state
     given = next(iter(names.values()))
-    stored = memory.manifest[kind]
+    stored = memory.manifest[kind]["name"]
     with pytest.raises(ValueError, match=kind) as error:
         TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=2, k=4), **names)
     assert repr(given) in str(error.value) and repr(stored) in str(error.value)
@@ -83,6 +83,30 @@ def test_a_datastore_built_with_another_tokenizer_or_embedder(
         tokenizer_name="tiny-bpe",
         embedder="ngram-64",
     )
+    assert_untouched(model, before)
+
+
+def test_a_datastore_built_with_another_tokenizer_by_checksum(
+    model_and_state, tokenizer, memory, assert_untouched
+):
+    chunking = pytest.importorskip("siftlm.datastore.chunking")
+    model, before = model_and_state
+    memory.manifest["tokenizer"] = {"name": "gpt2", "checksum": "sha256:0123456789abcdef"}
+    with pytest.raises(ValueError, match="'gpt2' .*sha256:0123456789abcdef.* another") as error:
+        TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=2, k=4))
+    assert chunking.tokenizer_checksum(tokenizer) in str(error.value)
+    memory.manifest["tokenizer"]["checksum"] = chunking.tokenizer_checksum(tokenizer)
+    TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=2, k=4))
+    assert_untouched(model, before)
+
+
+def test_more_picks_than_candidates_for_a_method_that_never_repeats(
+    model_and_state, tokenizer, memory, prompts, assert_untouched
+):
+    model, before = model_and_state
+    trainer = TestTimeTrainer(model, tokenizer, memory, TTTConfig(method="nn", n=5, k=4))
+    with pytest.raises(ValueError, match="n=5"):
+        trainer.evaluate(prompts[0])
     assert_untouched(model, before)
 
 

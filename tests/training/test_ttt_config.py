@@ -71,3 +71,10 @@ def test_to_dict_round_trips_through_json():
     )
     again = TTTConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
+
+
+def test_exported_at_the_top_level():
+    import siftlm
+    from siftlm.training import TestTimeTrainer
+
+    assert siftlm.TestTimeTrainer is TestTimeTrainer

@@ -41,6 +41,7 @@ def _selection_for(memory, prompt: str, config: TTTConfig):
         lambda_=config.lambda_,
         alpha=config.alpha,
         distinct=config.distinct,
+        seed=config.seed,
     )
     steps = int(selection.steps)
     ids = [int(hits.ids[0][i]) for i in np.asarray(selection.indices)[:steps]]
@@ -103,12 +104,16 @@ def test_adaptive_sift_trains_only_where_the_selection_stopped(
 
 
 def test_adaptive_sift_follows_the_real_selection(make_model, tokenizer, memory, prompts):
+    steps = []
     for alpha in (0.15, 0.55, 2.0, 20.0):
         config = TTTConfig(method="sift", n=8, k=20, alpha=alpha)
         result = TestTimeTrainer(make_model(), tokenizer, memory, config).evaluate(prompts[2])
         selection, ids = _selection_for(memory, prompts[2], config)
         assert result.n_selected == result.steps == int(selection.steps)
         assert list(result.selected_ids) == ids
+        steps.append(result.steps)
+    # a larger alpha stops earlier; some stop before n
+    assert steps == sorted(steps, reverse=True) and any(0 < s < 8 for s in steps)
 
 
 def test_deterministic_with_a_seed(make_model, tokenizer, memory, prompts):

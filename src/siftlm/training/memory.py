@@ -27,8 +27,9 @@ class SearchResultLike(Protocol):
 class MemoryLike(Protocol):
     """A datastore of sequences: embed texts with its own embedder, search by cosine.
 
-    ``manifest`` names the embedder and the tokenizer the memory was built with (an
-    object or mapping with ``embedder`` and ``tokenizer``); ``len()`` is its size.
+    ``manifest`` says what the memory was built with: an object or mapping whose
+    ``embedder`` and ``tokenizer`` entries are dicts with a ``name`` (and, for a siftlm
+    datastore, the tokenizer's ``checksum``); ``len()`` is the number of sequences.
     """
 
     manifest: Any
@@ -44,25 +45,60 @@ class MemoryLike(Protocol):
         ...
 
 
-def manifest_value(manifest: Any, key: str) -> str | None:
-    """``manifest.<key>`` or ``manifest[key]`` (also ``<key>_name``), None if absent."""
-    for name in (key, f"{key}_name"):
-        value = manifest.get(name) if isinstance(manifest, dict) else getattr(manifest, name, None)
-        if value is not None:
-            return str(value)
-    return None
+def manifest_entry(manifest: Any, key: str) -> dict[str, Any]:
+    """``manifest[key]`` as a dict (a plain string is taken as its name; absent: {})."""
+    value = manifest.get(key) if isinstance(manifest, dict) else getattr(manifest, key, None)
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, dict) else {"name": str(value)}
 
 
-def check_memory(memory: MemoryLike, *, tokenizer: str | None, embedder: str | None) -> None:
-    """Raise ValueError when the memory was built with another tokenizer or embedder
-    than the one given (None: not checked)."""
-    for what, given in (("tokenizer", tokenizer), ("embedder", embedder)):
-        stored = manifest_value(memory.manifest, what)
-        if given is not None and stored is not None and given != stored:
+def check_memory(
+    memory: MemoryLike,
+    tokenizer: Any,
+    *,
+    tokenizer_name: str | None = None,
+    embedder: str | None = None,
+) -> None:
+    """Raise ValueError, naming both, when the memory was built with another tokenizer or
+    embedder than the ones given.
+
+    The tokenizer is compared by the checksum of its definition when the manifest has one
+    (a siftlm datastore), and by name when ``tokenizer_name`` is given. ``embedder``
+    (None: not checked) goes through the datastore's own check, which knows aliases and
+    weight revisions, else is compared by name. The queries are embedded by the memory
+    itself, so its embedder is always the one used.
+    """
+    stored = manifest_entry(memory.manifest, "tokenizer")
+    stored_name = stored.get("name", "unknown")
+    if tokenizer_name is not None and stored_name not in ("unknown", tokenizer_name):
+        raise ValueError(
+            f"the datastore was built with tokenizer {stored_name!r}, but tokenizer "
+            f"{tokenizer_name!r} was given; rebuild the datastore or use its tokenizer"
+        )
+    if stored.get("checksum") and hasattr(tokenizer, "backend_tokenizer"):
+        from siftlm.datastore.chunking import tokenizer_checksum
+
+        given = tokenizer_checksum(tokenizer)
+        if given != stored["checksum"]:
+            given_name = tokenizer_name or getattr(tokenizer, "name_or_path", "") or "unnamed"
             raise ValueError(
-                f"the datastore was built with {what} {stored!r}, but {what} {given!r} was "
-                f"given; rebuild the datastore with {given!r} or use {stored!r}"
+                f"the datastore was built with tokenizer {stored_name!r} ({stored['checksum']}),"
+                f" but the tokenizer given, {given_name!r}, is another ({given}); rebuild the "
+                "datastore or use its tokenizer"
             )
+    if embedder is None:
+        return
+    stored = manifest_entry(memory.manifest, "embedder")
+    if "revision" in stored:  # a siftlm datastore
+        from siftlm.datastore.store import check_embedder
+
+        check_embedder(memory.manifest, embedder, str(getattr(memory, "path", "datastore")))
+    elif stored.get("name") not in (None, embedder):
+        raise ValueError(
+            f"the datastore was built with embedder {stored['name']!r}, but embedder "
+            f"{embedder!r} was given; rebuild the datastore or use its embedder"
+        )
 
 
 class ListSearchResult(NamedTuple):
@@ -90,6 +126,7 @@ class ListMemory:
         embedder: str = "custom",
         tokenizer: str | None = None,
     ) -> None:
+        """``embedder``, ``tokenizer``: the names recorded in the manifest."""
         if not texts:
             raise ValueError("ListMemory needs at least one text")
         self.texts = list(texts)
@@ -98,7 +135,10 @@ class ListMemory:
         if not len(self.domains) == len(self.doc_ids) == len(self.texts):
             raise ValueError("texts, domains and doc_ids must have the same length")
         self.embed_fn = embed_fn
-        self.manifest = {"embedder": embedder, "tokenizer": tokenizer}
+        self.manifest: dict[str, dict[str, Any]] = {
+            "embedder": {"name": embedder},
+            "tokenizer": {"name": tokenizer} if tokenizer is not None else {},
+        }
         self.embeddings = self.embed(self.texts)
 
     def __len__(self) -> int:

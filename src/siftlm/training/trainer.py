@@ -73,8 +73,9 @@ class TestTimeTrainer:
         tokenizer: the model's tokenizer.
         memory: the datastore (``MemoryLike``); may be None for ``method="base"``.
         config: ``TTTConfig`` (default: SIFT, n=50, k=200, Adam lr 5e-5, full).
-        tokenizer_name, embedder: the names the datastore must have been built with
-            (checked against its manifest; None: not checked).
+        tokenizer_name, embedder: names the datastore must have been built with (None:
+            not checked by name). The tokenizer is always checked against the
+            datastore's checksum of it, where the manifest has one.
 
     Raises ValueError for a datastore built with another tokenizer or embedder, for
     ``k`` larger than the datastore, or a ``max_length`` beyond the model's positions.
@@ -96,7 +97,7 @@ class TestTimeTrainer:
         if config.method != BASE_METHOD:
             if memory is None:
                 raise ValueError(f"method {config.method!r} needs a datastore")
-            check_memory(memory, tokenizer=tokenizer_name, embedder=embedder)
+            check_memory(memory, tokenizer, tokenizer_name=tokenizer_name, embedder=embedder)
             if config.k > len(memory):
                 raise ValueError(
                     f"k={config.k} candidates exceed the datastore's {len(memory)} sequences"
@@ -250,6 +251,7 @@ class TestTimeTrainer:
                 lambda_=config.lambda_,
                 alpha=config.alpha,
                 distinct=config.distinct,
+                seed=config.seed,
             )
             n_used = int(selection.steps)  # adaptive SIFT stops early
             positions = [int(i) for i in _as_list(selection.indices)[:n_used]]
