@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "siftlm.selection.cli",
     "siftlm.models.cli",
     "siftlm.datastore.cli",
+    "siftlm.data.cli",
 )
 
 
