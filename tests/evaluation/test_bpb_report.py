@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,10 +15,11 @@ from siftlm.evaluation import (
     domain_table,
     learning_curve,
     relative_to_base,
+    time_shares,
     uncertainty_gain,
 )
 from siftlm.evaluation.report import ALL, ratio_estimate
-from siftlm.training import DocumentResult
+from siftlm.training import DocumentResult, Timings
 
 LN2 = math.log(2)
 
@@ -124,3 +126,16 @@ def test_uncertainty_gain_and_correlation():
     assert math.isnan(correlation([1, 1], [1, 2])[0])
     with pytest.raises(ValueError, match="no variances"):
         uncertainty_gain(BASE, BASE)
+
+
+def test_time_shares():
+    results = [
+        dataclasses.replace(SIFT[0], timings=Timings(1, 1, 1, 5, 1, 1)),
+        dataclasses.replace(SIFT[1], timings=Timings(0, 1, 1, 5, 2, 0)),
+    ]
+    shares = time_shares(results)
+    assert shares["train"] == pytest.approx(10 / 19)
+    assert shares["overhead"] == pytest.approx((3 + 2) / 19)
+    assert sum(v for k, v in shares.items() if k != "overhead") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no time"):
+        time_shares(BASE)

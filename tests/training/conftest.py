@@ -50,6 +50,15 @@ def prompts() -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def memory_documents() -> list[dict[str, str]]:
+    """The memory's texts as documents (id, text, domain) for a real datastore."""
+    return [
+        {"id": str(i), "text": text, "domain": domain}
+        for i, (text, domain) in enumerate(zip(MEMORY_TEXTS, MEMORY_DOMAINS, strict=True))
+    ]
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     return tiny_tokenizer(MEMORY_TEXTS + PROMPTS)
 

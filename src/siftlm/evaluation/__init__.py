@@ -19,6 +19,7 @@ from siftlm.evaluation.report import (
     domain_table,
     learning_curve,
     relative_to_base,
+    time_shares,
     uncertainty_gain,
 )
 
@@ -39,5 +40,6 @@ __all__ = [
     "rolling_windows",
     "score_text",
     "score_tokens",
+    "time_shares",
     "uncertainty_gain",
 ]

@@ -233,3 +233,19 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
         return float((a * b).sum() / denominator) if denominator > 0 else math.nan
 
     return pearson(x, y), pearson(_ranks(x), _ranks(y))
+
+
+def time_shares(results: Sequence[Any]) -> dict[str, float]:
+    """Each stage's share of the total time over ``results`` (their ``timings``), plus
+    "overhead" (``Timings.overhead``: search + select + restore, what test-time training
+    adds besides the training itself)."""
+    totals: dict[str, float] = {}
+    for result in results:
+        for stage, seconds in result.timings.to_dict().items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    total = sum(totals.values())
+    if total <= 0:
+        raise ValueError("no time recorded")
+    shares = {stage: seconds / total for stage, seconds in totals.items()}
+    shares["overhead"] = sum(r.timings.overhead for r in results) / total
+    return shares

@@ -124,12 +124,13 @@ class TestTimeTrainer:
         check_text(prompt)
         torch.manual_seed(self.config.seed)
         adaptation = self._select(prompt)
+        trains = self.config.trains and bool(adaptation.tokens)
         try:
-            if self.config.trains and adaptation.tokens:
+            if trains:
                 self._train(adaptation, on_step)
             yield adaptation
         finally:
-            if self._weights is not None:
+            if trains:
                 with self._stage(adaptation.timings, "restore"):
                     self._weights.restore()
 
