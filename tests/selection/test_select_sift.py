@@ -129,6 +129,19 @@ def test_duplicates_tie_to_the_lowest_index() -> None:
     assert list(siftlm.select(query, same, 3).indices) == [0, 0, 0]
 
 
+@pytest.mark.parametrize("method", ["sift", "nn", "us", "mmr"])
+def test_copies_up_to_round_off_tie_to_the_first(method: str) -> None:
+    """A later copy that round-off makes a hair better must not win over the first."""
+    rng = np.random.default_rng(4)
+    query = rng.standard_normal(8)
+    candidates = rng.standard_normal((6, 8))
+    candidates[1] = query + 0.01 * rng.standard_normal(8)  # the best candidate
+    candidates[1] *= 10.0  # and the largest, for us
+    candidates[4] = candidates[1] * (1 + 1e-14)  # its copy, better in the last digits
+    assert candidates[4] @ query > candidates[1] @ query
+    assert siftlm.select(query, candidates, 1, method=method).indices[0] == 1
+
+
 @pytest.mark.parametrize("method", siftlm.available_methods())
 def test_zero_vectors_never_give_nan(method: str) -> None:
     rng = np.random.default_rng(5)

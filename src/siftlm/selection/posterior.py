@@ -110,21 +110,27 @@ class Posterior:
         Returns:
             (B, K) the prior kernel column k(·, x_pick), for methods that need similarities.
         """
-        rows, t = self._rows, self._steps
-        column = self.gram[rows, picks]  # k(x_pick, ·); the Gram matrix is symmetric
-        conditional = column
+        t = self._steps
+        batch, num_candidates = self.batch_size, self.num_candidates
+        at = picks.view(batch, 1)
+        # k(x_pick, ·): row `pick` of the (symmetric) Gram matrix; gather reads shared,
+        # expanded Gram matrices without copying them.
+        column = self.gram.gather(1, at.view(batch, 1, 1).expand(batch, 1, num_candidates))
+        column = column.view(batch, num_candidates)
         if t:
-            factor = self._factor[:, :t]  # (B, t, K)
-            at_pick = factor[rows, :, picks]  # (B, t)
-            conditional = column - torch.bmm(at_pick.unsqueeze(1), factor).squeeze(1)
-        scale = torch.sqrt(self.candidate_variances[rows, picks] + self.lambda_)  # >= sqrt(λ)
-        new = conditional / scale.unsqueeze(1)  # c_t, (B, K)
+            factor = self._factor[:, :t]  # (B, t, K): c_0 .. c_{t-1}
+            at_pick = factor.gather(2, at.view(batch, 1, 1).expand(batch, t, 1))  # (B, t, 1)
+            conditional = column - torch.bmm(at_pick.transpose(1, 2), factor).view(batch, -1)
+        else:
+            conditional = column
+        scale = (self.candidate_variances.gather(1, at) + self.lambda_).sqrt_()  # >= sqrt(λ)
+        new = conditional / scale  # c_t, (B, K)
         self._factor[:, t] = new
-        cross_at_pick = self.cross[rows, picks] / scale  # c_t(x*)
-        self.cross = self.cross - cross_at_pick.unsqueeze(1) * new
+        cross_at_pick = self.cross.gather(1, at) / scale  # c_t(x*), (B, 1)
+        self.cross.addcmul_(cross_at_pick, new, value=-1.0)
         # Clamp: round-off must not turn a fully explained variance negative.
-        self.candidate_variances = (self.candidate_variances - new.square()).clamp_min(0.0)
-        self.variances = (self.variances - cross_at_pick.square()).clamp_min(0.0)
+        self.candidate_variances.addcmul_(new, new, value=-1.0).clamp_min_(0.0)
+        self.variances.sub_(cross_at_pick.view(batch).square()).clamp_min_(0.0)
         self._steps = t + 1
         return column
 
@@ -135,7 +141,7 @@ def _first_copies(gram: torch.Tensor, norms_squared: torch.Tensor) -> torch.Tens
     ‖a − b‖² = k(a,a) + k(b,b) − 2 k(a,b) is read off the Gram matrix; a candidate is its
     own first copy at worst, since ‖a − a‖² = 0 exactly. Zero vectors are copies of each other.
     """
-    distances = norms_squared.unsqueeze(2) + norms_squared.unsqueeze(1) - 2.0 * gram
-    scale = torch.maximum(norms_squared.unsqueeze(2), norms_squared.unsqueeze(1))
-    same = distances <= COPY_TOLERANCE * scale
-    return same.to(torch.uint8).argmax(dim=2)  # first True along the row
+    distances = (norms_squared.unsqueeze(2) + norms_squared.unsqueeze(1)).sub_(gram, alpha=2.0)
+    # Copies have equal norms, so the row's own norm sets the scale.
+    same = distances.le_(COPY_TOLERANCE * norms_squared.unsqueeze(2))
+    return same.argmax(dim=2)  # first 1.0 (True) along the row
