@@ -273,7 +273,9 @@ class TestTimeTrainer:
         adaptation.posterior_variance = (
             float(variances[n_used - 1]) if n_used else adaptation.prior_variance
         )
-        adaptation.tokens = [encode(self.tokenizer, item.text) for item in adaptation.memory]
+        # tokens for training, or for the context in context mode
+        with self._stage(timings, "train" if config.trains else "evaluate"):
+            adaptation.tokens = [encode(self.tokenizer, item.text) for item in adaptation.memory]
         return adaptation
 
     def _train(self, adaptation: Adaptation, on_step: Callable[[int], None] | None) -> None:
