@@ -51,9 +51,8 @@ def greedy(
 
     picked = torch.zeros(batch, num_candidates, dtype=torch.bool, device=device)
     rows = torch.arange(batch, device=device)
-    indices = torch.empty(batch, n, dtype=torch.long, device=device)
-    variances = torch.empty(batch, n, dtype=torch.float64, device=device)
-    for step in range(n):
+    picks_per_step, variances_per_step = [], []
+    for _ in range(n):
         scores = method.scores(posterior, state)
         if method.copies_score_alike:
             scores = scores.gather(1, posterior.copies)
@@ -62,7 +61,10 @@ def greedy(
         picks = scores.argmax(dim=1)  # first maximum: lowest index wins ties
         column = posterior.observe(picks)
         state = method.update(posterior, state, picks, column)
-        picked[rows, picks] = True
-        indices[:, step] = picks
-        variances[:, step] = posterior.variances
+        if forbid_repeats:
+            picked[rows, picks] = True
+        picks_per_step.append(picks)
+        variances_per_step.append(posterior.variances.clone())
+    indices = torch.stack(picks_per_step, dim=1)
+    variances = torch.stack(variances_per_step, dim=1)
     return indices, variances, posterior.prior_variances
