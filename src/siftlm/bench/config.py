@@ -1,0 +1,169 @@
+"""The benchmark's configuration: one frozen dataclass, the CLI is built from its fields.
+
+``BenchConfig`` says which model adapts to which documents with which methods; every
+method shares the selection and training hyperparameters given here (the values chosen
+on the validation split, see ``benchmarks/sweep``). The resolved configuration is written
+next to the results (``config.json``) and a resumed run must match it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+# The methods of the paper's comparison, in the order of its tables.
+ALL_METHODS: tuple[str, ...] = (
+    "base",
+    "context",
+    "nn",
+    "nn-f",
+    "us",
+    "random",
+    "sift",
+    "sift-adaptive",
+)
+# Fields that do not change any result: a resumed run may differ in them.
+_RUN_ONLY = frozenset({"out", "progress", "rank", "world_size"})
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Test-time fine-tuning evaluated by bits per byte over a corpus split."""
+
+    model: str = field(
+        default="house-small", metadata={"help": "causal LM: house name, local path or hub name"}
+    )
+    store: str | None = field(
+        default=None,
+        metadata={
+            "help": "datastore folder (default: the embedded memory store, built if missing)"
+        },
+    )
+    split: str = field(default="test", metadata={"help": "corpus split to evaluate"})
+    methods: tuple[str, ...] = field(default=ALL_METHODS, metadata={"help": "methods to compare"})
+    domains: tuple[str, ...] | None = field(
+        default=None, metadata={"help": "restrict to these domains (default: all)"}
+    )
+    docs_per_domain: int | None = field(
+        default=None, metadata={"help": "first N documents of each domain (default: all)"}
+    )
+    n: int = field(default=50, metadata={"help": "sequences selected (gradient steps) per prompt"})
+    k: int = field(default=200, metadata={"help": "candidates pre-selected by the index"})
+    lambda_: float = field(default=0.01, metadata={"help": "SIFT's noise variance λ"})
+    alpha: float = field(default=0.55, metadata={"help": "adaptive SIFT's α (sift-adaptive)"})
+    lr: float = field(default=5e-5, metadata={"help": "learning rate"})
+    optimizer: str = field(default="adam", metadata={"help": "adam, adamw or sgd"})
+    finetune: str = field(default="full", metadata={"help": "full or lora"})
+    curve_methods: tuple[str, ...] = field(
+        default=("nn", "sift"),
+        metadata={"help": "methods whose learning curve (bpb after each step) is recorded"},
+    )
+    max_length: int | None = field(
+        default=None, metadata={"help": "context length in tokens (default: the model's)"}
+    )
+    seed: int = field(default=0, metadata={"help": "random seed (per prompt)"})
+    out: str = field(default="runs/bench", metadata={"help": "results folder"})
+    rank: int = field(
+        default=0, metadata={"help": "this worker's share: documents rank::world_size"}
+    )
+    world_size: int = field(default=1, metadata={"help": "number of workers sharing the documents"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        for name in ("methods", "domains", "curve_methods"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        if not self.methods:
+            raise ValueError("methods must name at least one method")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods has repeats: {', '.join(self.methods)}")
+        if self.docs_per_domain is not None and self.docs_per_domain < 1:
+            raise ValueError(f"docs_per_domain must be >= 1, got {self.docs_per_domain}")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
+        # Every method's training configuration is validated now, not after hours of work.
+        for method in self.methods:
+            self.ttt_config(method)
+
+    def ttt_config(self, method: str):
+        """The ``TTTConfig`` that ``method`` runs with under this benchmark."""
+        from siftlm.training import TTTConfig
+
+        return TTTConfig.from_name(
+            method,
+            n=self.n,
+            k=self.k,
+            lambda_=self.lambda_,
+            **({"alpha": self.alpha} if method == "sift-adaptive" else {}),
+            lr=self.lr,
+            optimizer=self.optimizer,
+            finetune=self.finetune,
+            max_length=self.max_length,
+            seed=self.seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    def check_resumable(self, path: Path) -> None:
+        """Fail if ``path`` (a saved config.json) was made with other result-affecting values."""
+        saved = json.loads(path.read_text())
+        mine = self.to_dict()
+        differ = [
+            f"{key}: {saved.get(key)!r} there, {mine[key]!r} now"
+            for key in mine
+            if key not in _RUN_ONLY and key in saved and saved[key] != mine[key]
+        ]
+        if differ:
+            raise ValueError(
+                f"{path.parent} holds results of another configuration ({'; '.join(differ)}); "
+                "pass another --out to start a new run"
+            )
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); ``X`` -> (X, False)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0], len(args) < len(get_args(annotation))
+    return annotation, False
+
+
+def _none_or(kind):
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type = BenchConfig, **defaults) -> None:
+    """Add one ``--option`` per dataclass field (``lambda_`` -> ``--lambda``)."""
+    hints = get_type_hints(cls)
+    for spec in fields(cls):
+        kind, optional = _unwrap(hints[spec.name])
+        flag = "--" + spec.name.rstrip("_").replace("_", "-")
+        default = defaults.get(spec.name, spec.default)
+        help_text = f"{spec.metadata.get('help', '')} (default: {default})"
+        options: dict[str, Any] = {"dest": spec.name, "default": default, "help": help_text}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif get_origin(kind) is tuple:
+            options.update(nargs="+", type=str)
+        else:
+            options["type"] = _none_or(kind) if optional else kind
+        parser.add_argument(flag, **options)
+
+
+def from_arguments(args: argparse.Namespace, cls: type = BenchConfig):
+    """The dataclass from a namespace filled by ``add_arguments``."""
+    return cls(**{spec.name: getattr(args, spec.name) for spec in fields(cls)})

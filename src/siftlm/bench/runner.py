@@ -1,0 +1,135 @@
+"""Run the benchmark: every method on every document, appended to ``results.jsonl``.
+
+The loop is document-major (all methods on one document, then the next), so that an
+interrupted run still holds complete, paired comparisons for the documents it finished.
+A rerun with the same configuration resumes after the last finished (method, document).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from siftlm.bench.config import BenchConfig
+from siftlm.bench.results import ResultsFile
+
+if TYPE_CHECKING:
+    from siftlm.data import Document
+
+
+def pick_documents(config: BenchConfig) -> list[Document]:
+    """The documents of ``config.split`` this worker evaluates, in corpus order:
+    the first ``docs_per_domain`` of each domain, then every ``world_size``-th from
+    ``rank``."""
+    from siftlm.data import load_corpus
+
+    documents = load_corpus(config.split, domains=config.domains)
+    if config.docs_per_domain is not None:
+        taken: dict[str, int] = defaultdict(int)
+        kept = []
+        for document in documents:
+            if taken[document.domain] < config.docs_per_domain:
+                taken[document.domain] += 1
+                kept.append(document)
+        documents = kept
+    if not documents:
+        raise ValueError(f"no documents in split {config.split!r} for domains {config.domains}")
+    return documents[config.rank :: config.world_size]
+
+
+def open_store(store: str | None, tokenizer: str = "models/house-small"):
+    """The datastore at ``store``; by default the embedded memory store, built if missing."""
+    from siftlm.datastore import Datastore
+
+    if store is not None:
+        return Datastore.open(store)
+    from siftlm.datastore.cli import default_store_path
+
+    path = default_store_path()
+    if (path / "manifest.json").exists():
+        return Datastore.open(path)
+    print(f"building the embedded memory store at {path} (once)", file=sys.stderr)
+    return Datastore.build("minipile", path, tokenizer=tokenizer)
+
+
+def _write_config(config: BenchConfig, out: Path, extra: dict) -> None:
+    path = out / "config.json"
+    if path.exists():
+        config.check_resumable(path)
+        return
+    resolved = {
+        **config.to_dict(),
+        "ttt": {m: config.ttt_config(m).to_dict() for m in config.methods},
+        **extra,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def run_bench(
+    config: BenchConfig, *, model=None, tokenizer=None, store=None, documents=None
+) -> Path:
+    """Evaluate ``config.methods`` on the documents; returns the results folder.
+
+    ``model``/``tokenizer``/``store``/``documents`` may be passed in (tests, notebooks);
+    otherwise they come from ``config.model``, ``config.store`` and ``config.split``.
+    """
+    from tqdm.auto import tqdm
+
+    from siftlm.training import TestTimeTrainer
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if model is None or tokenizer is None:
+        from siftlm.models import load_model
+
+        model, tokenizer = load_model(config.model)
+    model.eval()
+    needs_store = any(m != "base" for m in config.methods)
+    if store is None and needs_store:
+        store = open_store(config.store)
+    _write_config(
+        config,
+        out,
+        {"store_path": str(getattr(store, "path", "")), "n_parameters": model.num_parameters()},
+    )
+    results = ResultsFile(out / "results.jsonl")
+    if documents is None:
+        documents = pick_documents(config)
+    todo = [
+        (document, method)
+        for document in documents
+        for method in config.methods
+        if (method, document.id) not in results
+    ]
+    if not todo:
+        return out
+    trainers = {
+        method: TestTimeTrainer(model, tokenizer, store, config.ttt_config(method))
+        for method in config.methods
+    }
+    bar = tqdm(
+        total=len(documents) * len(config.methods),
+        initial=len(documents) * len(config.methods) - len(todo),
+        desc=f"bench {config.model}",
+        unit="run",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
+    for document, method in todo:
+        bar.set_postfix_str(f"{method} {document.domain}", refresh=False)
+        result = trainers[method].evaluate(
+            document.text,
+            doc_id=document.id,
+            domain=document.domain,
+            curve=method in config.curve_methods,
+        )
+        results.append(result)
+        bar.update()
+    bar.close()
+    return out

@@ -1,0 +1,147 @@
+"""The benchmark runner: results per (method, document), resume after an interruption,
+a changed configuration refused, the report made from the saved results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from siftlm.bench import BenchConfig, load_results, make_report, run_bench
+from siftlm.bench.results import ResultsFile
+from siftlm.data import Document
+from siftlm.training import ListMemory
+from siftlm.training.tiny import ngram_embedder, tiny_gpt2, tiny_tokenizer
+
+torch.set_num_threads(1)
+
+TOPICS = {
+    "math": "What is 12 plus {i}? The answer is {j}. Solve for x: x + {i} = {j}.",
+    "code": "def add_{i}(x):\n    return x + {j}  # adds {j} to x\n",
+    "verse": "O gentle night number {i}, thou art sweeter than {j} roses in the rain.",
+}
+
+
+def make_documents(kind: str, count: int, offset: int = 0) -> list[Document]:
+    return [
+        Document(
+            id=f"{kind}-{offset + i}",
+            domain=kind,
+            source="test",
+            license="CC0",
+            text=TOPICS[kind].format(i=offset + i, j=2 * (offset + i) + 1) * 2,
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    memory_docs = [d for kind in TOPICS for d in make_documents(kind, 12)]
+    tokenizer = tiny_tokenizer([d.text for d in memory_docs])
+    model = tiny_gpt2(tokenizer, n_positions=48)
+    memory = ListMemory(
+        [d.text for d in memory_docs],
+        ngram_embedder(dim=32),
+        domains=[d.domain for d in memory_docs],
+        doc_ids=[d.id for d in memory_docs],
+    )
+    tests = [d for kind in TOPICS for d in make_documents(kind, 2, offset=100)]
+    return model, tokenizer, memory, tests
+
+
+def config(tmp_path, **overrides) -> BenchConfig:
+    values = dict(
+        methods=("base", "nn", "sift"),
+        n=4,
+        k=8,
+        lr=1e-3,
+        curve_methods=("nn", "sift"),
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
+    values.update(overrides)
+    return BenchConfig(**values)
+
+
+def run(cfg, setup):
+    model, tokenizer, memory, tests = setup
+    return run_bench(cfg, model=model, tokenizer=tokenizer, store=memory, documents=tests)
+
+
+def records(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_every_method_on_every_document_in_document_order(tmp_path, setup):
+    out = run(config(tmp_path), setup)
+    rows = records(out)
+    tests = setup[3]
+    assert [(r["doc_id"], r["method"]) for r in rows] == [
+        (d.id, m) for d in tests for m in ("base", "nn", "sift")
+    ]
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["n"] == 4 and saved["ttt"]["sift"]["method"] == "sift"
+    by_method = load_results(out)
+    assert all(r.n_selected == 4 and r.steps >= 4 for r in by_method["nn"])
+    assert all(r.steps == 0 for r in by_method["base"])
+
+
+def test_interrupted_run_resumes_to_the_same_results(tmp_path, setup):
+    whole = records(run(config(tmp_path / "a"), setup))
+
+    cfg = config(tmp_path / "b")
+    out = run(cfg, setup)
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    # a crash after 4 complete results, in the middle of writing the fifth
+    (out / "results.jsonl").write_text("".join(lines[:4]) + lines[4][:25])
+    assert len(ResultsFile(out / "results.jsonl").done) == 4
+    run(cfg, setup)
+    resumed = records(out)
+
+    def key(rows):
+        return [(r["doc_id"], r["method"], r["nll_nats"], r["selected_ids"]) for r in rows]
+
+    assert key(resumed) == key(whole)
+
+
+def test_resume_with_another_configuration_is_refused(tmp_path, setup):
+    run(config(tmp_path), setup)
+    with pytest.raises(ValueError, match="lr: 0.001 there, 0.01 now"):
+        run(config(tmp_path, lr=1e-2), setup)
+
+
+def test_altered_results_file_is_reported(tmp_path, setup):
+    out = run(config(tmp_path), setup)
+    path = out / "results.jsonl"
+    path.write_text("{not json}\n" + path.read_text())
+    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
+        ResultsFile(path)
+
+
+def test_report_has_the_domain_table_and_plots(tmp_path, setup):
+    out = run(config(tmp_path), setup)
+    markdown = make_report(out)
+    assert "| domain | docs | base | nn | sift |" in markdown
+    for kind in TOPICS:
+        assert f"| {kind} | 2 |" in markdown
+    assert (out / "curves.png").stat().st_size > 0
+    assert (out / "uncertainty.png").stat().st_size > 0
+    assert (out / "report.md").read_text() == markdown
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"methods": ("sift", "bogus")}, "unknown method 'bogus'"),
+        ({"methods": ()}, "at least one method"),
+        ({"methods": ("nn", "nn")}, "repeats"),
+        ({"docs_per_domain": 0}, "docs_per_domain"),
+        ({"rank": 2, "world_size": 2}, "rank"),
+        ({"n": 0}, "n \\(sequences to select\\)"),
+    ],
+)
+def test_bad_configuration(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config(tmp_path, **overrides)
