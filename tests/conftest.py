@@ -1,0 +1,15 @@
+"""Settings for the whole suite: offline, and one thread per test process.
+
+Tests use tiny models, for which torch's thread pool costs more than it gives, and they
+must behave the same on a loaded 2-core machine as on an idle one.
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
