@@ -7,8 +7,9 @@ embedding at random distances (cosines ~0.1-0.9, like retrieved neighbours), flo
 activeft runs as in its docs: a `Retriever` over a `faiss.IndexFlatIP` holding the prompt's
 candidates (built outside the timing), `also_query_opposite=False`, `llambda=λ`, on the CPU,
 one prompt per call. siftlm runs all prompts in one `select` call, and, for the latency a
-test-time trainer sees, one prompt per call. Times are medians over repeats; both use
-torch's default thread count. Picks must be identical (no duplicate candidates here).
+test-time trainer sees, one prompt per call. The timings are interleaved, so that both
+implementations run under the same machine load, and reported as medians; both use
+the same torch thread count (`--threads`, default torch's). Picks must be identical (no duplicate candidates here).
 """
 
 from __future__ import annotations
@@ -33,12 +34,19 @@ def make_inputs(prompts: int, k: int, d: int, seed: int) -> tuple[np.ndarray, np
     return queries.astype(np.float32), candidates.astype(np.float32)
 
 
-def run_activeft(queries, candidates, n, lambda_):
+def time_interleaved(queries, candidates, n, lambda_, repeats):
+    """Time activeft and siftlm side by side, prompt by prompt, so that both see the same
+    machine load: after each activeft prompt, siftlm on that prompt alone; after every 8th,
+    siftlm on all prompts at once."""
     import faiss
     from activeft.sift import Retriever
 
-    indices, variances, seconds = [], [], []
-    for query, cands in zip(queries, candidates, strict=True):
+    import siftlm
+
+    siftlm.select(queries[:2], candidates[:2], n, lambda_=lambda_)  # warm-up
+    ref_indices, ref_variances = [], []
+    ref_seconds, single_seconds, batched_seconds = [], [], []
+    for b, (query, cands) in enumerate(zip(queries, candidates, strict=True)):
         index = faiss.IndexFlatIP(cands.shape[1])
         index.add(cands)
         retriever = Retriever(
@@ -47,28 +55,27 @@ def run_activeft(queries, candidates, n, lambda_):
         torch.manual_seed(0)
         start = time.perf_counter()
         values, picks, _, _ = retriever.search(query[None], N=n, K=None)
-        seconds.append(time.perf_counter() - start)
-        indices.append(np.asarray(picks))
-        variances.append(-np.asarray(values, dtype=np.float64))
-    return np.stack(indices), np.stack(variances), seconds
-
-
-def run_siftlm(queries, candidates, n, lambda_, repeats):
-    import siftlm
-
-    siftlm.select(queries[:2], candidates[:2], n, lambda_=lambda_)  # warm-up
-    batched = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = siftlm.select(queries, candidates, n, lambda_=lambda_)
-        batched.append(time.perf_counter() - start)
-    single = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for query, cands in zip(queries, candidates, strict=True):
+        ref_seconds.append(time.perf_counter() - start)
+        ref_indices.append(np.asarray(picks))
+        ref_variances.append(-np.asarray(values, dtype=np.float64))
+        for _ in range(repeats):
+            start = time.perf_counter()
             siftlm.select(query, cands, n, lambda_=lambda_)
-        single.append(time.perf_counter() - start)
-    return result, statistics.median(batched), statistics.median(single)
+            single_seconds.append(time.perf_counter() - start)
+        if b % 8 == 0:
+            start = time.perf_counter()
+            result = siftlm.select(queries, candidates, n, lambda_=lambda_)
+            batched_seconds.append((time.perf_counter() - start) / len(queries))
+    return (
+        result,
+        np.stack(ref_indices),
+        np.stack(ref_variances),
+        {
+            "activeft": statistics.median(ref_seconds),
+            "batched": statistics.median(batched_seconds),
+            "single": statistics.median(single_seconds),
+        },
+    )
 
 
 def main() -> None:
@@ -78,9 +85,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--d", type=int, default=384)
     parser.add_argument("--lambda", dest="lambda_", type=float, default=0.01)
-    parser.add_argument("--repeats", type=int, default=5, help="siftlm timing repeats")
+    parser.add_argument("--repeats", type=int, default=3, help="siftlm timings per prompt")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads for both (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # activeft on numpy 2
 
     queries, candidates = make_inputs(args.prompts, args.k, args.d, args.seed)
@@ -90,16 +100,14 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
         f"load average {os.getloadavg()[0]:.1f} at start"
     )
-    ref_indices, ref_variances, ref_seconds = run_activeft(
-        queries, candidates, args.n, args.lambda_
+    result, ref_indices, ref_variances, seconds = time_interleaved(
+        queries, candidates, args.n, args.lambda_, args.repeats
     )
-    result, batched, single = run_siftlm(queries, candidates, args.n, args.lambda_, args.repeats)
-
-    ref_ms = 1e3 * statistics.median(ref_seconds)
+    ref_ms = 1e3 * seconds["activeft"]
     rows = [
         ("activeft 0.1.1 (Retriever, one prompt per call)", ref_ms),
-        (f"siftlm.select, {B} prompts per call", 1e3 * batched / B),
-        ("siftlm.select, one prompt per call", 1e3 * single / B),
+        (f"siftlm.select, {B} prompts per call", 1e3 * seconds["batched"]),
+        ("siftlm.select, one prompt per call", 1e3 * seconds["single"]),
     ]
     print()
     print("| implementation | ms per prompt | speed-up vs activeft |")

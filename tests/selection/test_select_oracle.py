@@ -7,8 +7,9 @@ K = 32, n = 16 keeps each case around 0.1 s and makes repeats happen.
 activeft computes in float32 and shuffles the candidates before its argmax, so:
 - picks are compared through `first_copies` (which of two identical rows it takes is random);
 - where two candidates leave posterior variances closer than float32 can tell apart, it may
-  take either. The first divergence must be such a tie, checked in float64, after which the
-  two greedy paths legitimately differ. Such ties are rare (1 in 180 cases while writing
+  take either (so may siftlm, whose kernel values are float32 for float32 inputs too). The
+  first divergence must be such a tie, checked with a float64 solve, after which the two
+  greedy paths legitimately differ. Such ties are rare (1 in 180 cases while writing
   these tests).
 """
 
@@ -27,9 +28,10 @@ K, N = 32, 16
 
 
 def float32_tolerance(lambda_: float) -> float:
-    """How far activeft's float32 posterior variances (of order 1) may be off: its round-off
-    (~1e-7) grows with the condition number of K_XX + λI, up to ~1/λ."""
-    return max(1e-6, 2e-8 / lambda_)
+    """How far two float32 computations of posterior variances (of order 1) may differ:
+    activeft's and siftlm's kernels are float32 (~1e-7 round-off), and the error grows
+    with the condition number of K_XX + λI, up to ~1/λ."""
+    return max(1e-6, 5e-8 / lambda_)
 
 
 def candidate_set(rng: np.random.Generator, d: int, kind: str) -> np.ndarray:
@@ -86,8 +88,7 @@ def test_sift_matches_activeft(lambda_: float, d: int) -> None:
         )
         mine_after = posterior_variance(query, candidates, mine[: t + 1], lambda_)
         theirs_after = posterior_variance(query, candidates, theirs[: t + 1], lambda_)
-        assert mine_after <= theirs_after + 1e-12, f"{label}: step {t} is worse than activeft's"
-        assert theirs_after - mine_after < tolerance, (
+        assert abs(theirs_after - mine_after) < tolerance, (
             f"{label}: picks differ at step {t} ({mine[t]} vs activeft's {theirs[t]}) "
             f"by {theirs_after - mine_after:.2e} in posterior variance, more than a float32 tie"
         )

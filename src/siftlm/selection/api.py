@@ -84,8 +84,10 @@ def select(
             repeat; nn-f always does.
         seed: seed of the "random" method.
 
-    Computation is in float64 on the inputs' device; results are numpy on the CPU.
-    Ties go to the lowest candidate index, and exact duplicates always score alike.
+    Kernel values are computed in the inputs' precision (float32 unless either input is
+    float64), the posterior updates in float64, on the inputs' device; results are numpy
+    on the CPU. Ties go to the lowest candidate index, and candidates with bitwise-equal
+    embeddings always score alike, so the first copy is picked first.
 
     Raises:
         ValueError: bad shapes, batch sizes or dimensions; n < 1; K < 1; more picks than
@@ -145,10 +147,15 @@ def select(
 
 
 def _as_inputs(queries: Any, candidates: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Validate and convert to float64 tensors: (B, d) queries, (B, K, d) or (K, d) candidates."""
+    """Validate and convert: (B, d) queries, (B, K, d) or (K, d) candidates, float32 or float64."""
     device = _common_device(queries, candidates)
     query_tensor = _as_tensor("queries", queries, device)
     candidate_tensor = _as_tensor("candidates", candidates, device)
+    # Kernel values in the inputs' precision: float64 if either is, float32 otherwise.
+    dtype = torch.promote_types(
+        torch.promote_types(query_tensor.dtype, candidate_tensor.dtype), torch.float32
+    )
+    query_tensor, candidate_tensor = query_tensor.to(dtype), candidate_tensor.to(dtype)
 
     if query_tensor.dim() not in (1, 2):
         raise ValueError(f"queries must be (B, d) or (d,), got shape {tuple(query_tensor.shape)}")
@@ -208,7 +215,7 @@ def _as_tensor(name: str, value: Any, device: torch.device) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if not tensor.dtype.is_floating_point:
         raise ValueError(f"{name} must be floating point (float32 or float64), got {tensor.dtype}")
-    return tensor.to(device=device, dtype=torch.float64)
+    return tensor.to(device=device)
 
 
 def _check_count(name: str, value: Any) -> int:

@@ -27,12 +27,12 @@ def greedy(
     seed: int,
     first_prompt: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run `method` for n steps on validated float64 inputs.
+    """Run `method` for n steps on validated inputs.
 
     Args:
         method: the scoring rule.
-        queries: (B, d) prompt embeddings.
-        candidates: (B, K, d) per-prompt candidates or (K, d) shared.
+        queries: (B, d) prompt embeddings, float32 or float64.
+        candidates: (B, K, d) per-prompt candidates or (K, d) shared, same dtype.
         n: number of picks per prompt.
         lambda_: noise variance λ of the posterior.
         distinct: forbid repeats (methods with `repeats` set decide for themselves).
@@ -66,5 +66,5 @@ def greedy(
         picks_per_step.append(picks)
         variances_per_step.append(posterior.variances.clone())
     indices = torch.stack(picks_per_step, dim=1)
-    variances = torch.stack(variances_per_step, dim=1)
+    variances = torch.stack(variances_per_step, dim=1).clamp_min_(0.0)  # round-off below 0
     return indices, variances, posterior.prior_variances

@@ -16,22 +16,20 @@ so the columns c_0, ..., c_{t-1} form the pivoted Cholesky factor of K_XX + λI 
 all candidates. No matrix is ever inverted: each step costs O(B·K·t) on top of one
 precomputed Gram matrix (O(B·K²·d) once, or O(K²·d) when the candidates are shared).
 
-All tensors are float64 on the inputs' device; B = prompts, K = candidates, n = steps.
+Precision: the kernel values (Gram matrix, k(x*, x), k(x*, x*)) are computed in the
+inputs' precision (float32 inputs: float32 BLAS, as in activeft; float64: float64), and
+everything after them in float64. B = prompts, K = candidates, n = steps.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Two candidates whose squared distance is below this fraction of their squared norm are
-# copies of each other (exact duplicates give 0 up to float64 round-off, ~1e-16).
-COPY_TOLERANCE = 1e-12
-
 
 class Posterior:
     """Posterior of B prompts and their candidates, conditioned on the picks so far.
 
-    Attributes (t = picks observed so far):
+    Attributes (t = picks observed so far; float64 on the inputs' device):
         lambda_: observation-noise variance λ.
         gram: (B, K, K) prior kernel k(a, b) between candidates.
         prior_cross: (B, K) prior k(x*, a) between each prompt and its candidates.
@@ -40,9 +38,9 @@ class Posterior:
         cross: (B, K) posterior k_t(x*, a).
         candidate_variances: (B, K) posterior k_t(a, a).
         variances: (B,) posterior σ²_t(x*).
-        copies: (B, K) int64, for each candidate the lowest index holding the same
-            embedding (itself if none): methods score copies alike, so ties between
-            duplicates always go to the first copy.
+        copies: (B, K) int64, for each candidate the lowest index holding a bitwise-equal
+            embedding (itself if none): methods score copies alike, so that ties between
+            duplicates go to the first copy whatever the round-off.
         prompts: (B,) int64 position of each prompt in the whole call to `select` (which
             may process prompts in chunks), for methods that draw per-prompt randomness.
     """
@@ -57,34 +55,36 @@ class Posterior:
     ) -> None:
         """
         Args:
-            queries: (B, d) prompt embeddings, float64.
-            candidates: (B, K, d) per-prompt candidates, or (K, d) shared by all prompts.
+            queries: (B, d) prompt embeddings, float32 or float64.
+            candidates: (B, K, d) per-prompt candidates, or (K, d) shared by all prompts;
+                same dtype and device as `queries`.
             lambda_: noise variance λ > 0.
             capacity: the most picks that will be observed (sizes the Cholesky factor).
             first_prompt: position of the first prompt in the whole call.
         """
         batch = queries.shape[0]
+        num_candidates = candidates.shape[-2]
+        gram = candidates @ candidates.transpose(-1, -2)  # (K, K) or (B, K, K)
+        copies = _first_copies(candidates, gram)
         if candidates.dim() == 2:  # shared: one Gram matrix for all prompts
-            gram = (candidates @ candidates.T).expand(batch, -1, -1)
             prior_cross = queries @ candidates.T
+            gram, copies = gram.expand(batch, -1, -1), copies.expand(batch, -1)
         else:
-            gram = torch.bmm(candidates, candidates.transpose(1, 2))
             prior_cross = torch.bmm(candidates, queries.unsqueeze(-1)).squeeze(-1)
-        num_candidates = gram.shape[-1]
+        wide = torch.float64
 
         self.lambda_ = float(lambda_)
-        self.gram = gram
-        self.prior_cross = prior_cross
-        self.prior_candidate_variances = torch.diagonal(gram, dim1=1, dim2=2).clone()
-        self.prior_variances = (queries * queries).sum(-1)
-        self.cross = prior_cross.clone()
+        self.gram = gram.to(wide)
+        self.prior_cross = prior_cross.to(wide)
+        self.prior_candidate_variances = torch.diagonal(self.gram, dim1=1, dim2=2).clone()
+        self.prior_variances = (queries * queries).sum(-1).to(wide)
+        self.cross = self.prior_cross.clone()
         self.candidate_variances = self.prior_candidate_variances.clone()
         self.variances = self.prior_variances.clone()
-        self.copies = _first_copies(gram, self.prior_candidate_variances)
-        self._factor = gram.new_zeros(batch, capacity, num_candidates)  # rows c_0, c_1, ...
+        self.copies = copies
+        self._factor = self.gram.new_zeros(batch, capacity, num_candidates)  # rows c_0, c_1, ..
         self._steps = 0
-        self._rows = torch.arange(batch, device=gram.device)
-        self.prompts = self._rows + first_prompt
+        self.prompts = torch.arange(batch, device=gram.device) + first_prompt
 
     @property
     def batch_size(self) -> int:
@@ -94,13 +94,9 @@ class Posterior:
     def num_candidates(self) -> int:
         return self.gram.shape[-1]
 
-    def variances_after(self) -> torch.Tensor:
-        """(B, K) σ²_{t+1}(x*) if candidate a were picked next: σ²_t − k_t(x*,a)² / (k_t(a,a) + λ)."""
-        return self.variances.unsqueeze(1) - self.gain()
-
     def gain(self) -> torch.Tensor:
         """(B, K) variance reduction k_t(x*, a)² / (k_t(a, a) + λ) of picking a next."""
-        return self.cross.square() / (self.candidate_variances + self.lambda_)
+        return self.cross.square().div_(self.candidate_variances + self.lambda_)
 
     def observe(self, picks: torch.Tensor) -> torch.Tensor:
         """Condition every prompt on one more (noisy) observation of its pick.
@@ -126,22 +122,32 @@ class Posterior:
         scale = (self.candidate_variances.gather(1, at) + self.lambda_).sqrt_()  # >= sqrt(λ)
         new = conditional / scale  # c_t, (B, K)
         self._factor[:, t] = new
-        cross_at_pick = self.cross.gather(1, at) / scale  # c_t(x*), (B, 1)
+        cross_at_pick = self.cross.gather(1, at).div_(scale)  # c_t(x*), (B, 1)
         self.cross.addcmul_(cross_at_pick, new, value=-1.0)
-        # Clamp: round-off must not turn a fully explained variance negative.
-        self.candidate_variances.addcmul_(new, new, value=-1.0).clamp_min_(0.0)
-        self.variances.sub_(cross_at_pick.view(batch).square()).clamp_min_(0.0)
+        # Round-off may leave a fully explained variance at -1e-17; that is harmless here
+        # (λ > 0 keeps every denominator positive) and clamped where it is reported.
+        self.candidate_variances.addcmul_(new, new, value=-1.0)
+        self.variances.sub_(cross_at_pick.view(batch).square())
         self._steps = t + 1
         return column
 
 
-def _first_copies(gram: torch.Tensor, norms_squared: torch.Tensor) -> torch.Tensor:
-    """(B, K) for each candidate the lowest index whose embedding equals it (up to round-off).
+def _first_copies(candidates: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """For each candidate, the lowest index of a bitwise-equal candidate (itself if none).
 
-    ‖a − b‖² = k(a,a) + k(b,b) − 2 k(a,b) is read off the Gram matrix; a candidate is its
-    own first copy at worst, since ‖a − a‖² = 0 exactly. Zero vectors are copies of each other.
+    Shapes: candidates (..., K, d), gram (..., K, K) -> (..., K) int64. Suspects are read
+    off the Gram matrix (‖a − b‖² = k(a,a) + k(b,b) − 2k(a,b) within round-off of 0), then
+    confirmed element by element. A candidate whose first suspect is only nearly equal
+    keeps itself.
     """
-    distances = (norms_squared.unsqueeze(2) + norms_squared.unsqueeze(1)).sub_(gram, alpha=2.0)
-    # Copies have equal norms, so the row's own norm sets the scale.
-    same = distances.le_(COPY_TOLERANCE * norms_squared.unsqueeze(2))
-    return same.argmax(dim=2)  # first 1.0 (True) along the row
+    norms_squared = torch.diagonal(gram, dim1=-2, dim2=-1)
+    distances = (norms_squared.unsqueeze(-1) + norms_squared.unsqueeze(-2)).sub_(gram, alpha=2)
+    tolerance = 64 * torch.finfo(gram.dtype).eps
+    first = distances.le_(tolerance * norms_squared.unsqueeze(-1)).argmax(dim=-1)  # first 1.0
+    own = torch.arange(first.shape[-1], device=first.device).expand_as(first)
+    suspects = (first != own).nonzero(as_tuple=True)  # usually few
+    if suspects[0].numel():
+        *batch, positions = suspects
+        same = (candidates[(*batch, first[suspects])] == candidates[suspects]).all(-1)
+        first[tuple(index[~same] for index in suspects)] = positions[~same]
+    return first
