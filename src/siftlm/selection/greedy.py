@@ -4,9 +4,9 @@ Batched over prompts and vectorised over candidates: the only Python loop is ove
 steps. Each step: score (B, K) -> copies score alike -> mask repeats if forbidden ->
 argmax -> condition the posterior on the picks -> update the method's state.
 
-Ties: `torch.argmax` returns the first maximum, so equal scores go to the lowest candidate
-index; exact duplicates share the score of their first copy (see `Posterior.copies`), so
-round-off can never make a later copy win over an earlier one.
+Ties: `torch.max` returns the index of the first maximum, so equal scores go to the
+lowest candidate index; exact duplicates share the score of their first copy (see
+`Posterior.copies`), so round-off can never make a later copy win over an earlier one.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def greedy(
             scores = scores.gather(1, posterior.copies)
         if forbid_repeats:
             scores = scores.masked_fill(picked, float("-inf"))
-        picks = scores.argmax(dim=1)  # first maximum: lowest index wins ties
+        picks = scores.max(dim=1).indices  # the first maximum: lowest index wins ties
         column = posterior.observe(picks)
         state = method.update(posterior, state, picks, column)
         if forbid_repeats:

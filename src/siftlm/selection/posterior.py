@@ -31,7 +31,7 @@ class Posterior:
 
     Attributes (t = picks observed so far; float64 on the inputs' device):
         lambda_: observation-noise variance λ.
-        gram: (B, K, K) prior kernel k(a, b) between candidates.
+        gram: (B, K, K) prior kernel k(a, b) between candidates, in the inputs' precision.
         prior_cross: (B, K) prior k(x*, a) between each prompt and its candidates.
         prior_candidate_variances: (B, K) prior k(a, a).
         prior_variances: (B,) prior σ²(x*) = k(x*, x*).
@@ -74,15 +74,15 @@ class Posterior:
         wide = torch.float64
 
         self.lambda_ = float(lambda_)
-        self.gram = gram.to(wide)
+        self.gram = gram  # inputs' precision; columns are widened as they are read
         self.prior_cross = prior_cross.to(wide)
-        self.prior_candidate_variances = torch.diagonal(self.gram, dim1=1, dim2=2).clone()
+        self.prior_candidate_variances = torch.diagonal(gram, dim1=1, dim2=2).to(wide)
         self.prior_variances = (queries * queries).sum(-1).to(wide)
         self.cross = self.prior_cross.clone()
         self.candidate_variances = self.prior_candidate_variances.clone()
         self.variances = self.prior_variances.clone()
         self.copies = copies
-        self._factor = self.gram.new_zeros(batch, capacity, num_candidates)  # rows c_0, c_1, ..
+        self._factor = self.cross.new_zeros(batch, capacity, num_candidates)  # rows c_0, c_1, ..
         self._steps = 0
         self.prompts = torch.arange(batch, device=gram.device) + first_prompt
 
@@ -112,7 +112,7 @@ class Posterior:
         # k(x_pick, ·): row `pick` of the (symmetric) Gram matrix; gather reads shared,
         # expanded Gram matrices without copying them.
         column = self.gram.gather(1, at.view(batch, 1, 1).expand(batch, 1, num_candidates))
-        column = column.view(batch, num_candidates)
+        column = column.view(batch, num_candidates).to(self.cross.dtype)
         if t:
             factor = self._factor[:, :t]  # (B, t, K): c_0 .. c_{t-1}
             at_pick = factor.gather(2, at.view(batch, 1, 1).expand(batch, t, 1))  # (B, t, 1)
@@ -143,7 +143,7 @@ def _first_copies(candidates: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
     norms_squared = torch.diagonal(gram, dim1=-2, dim2=-1)
     distances = (norms_squared.unsqueeze(-1) + norms_squared.unsqueeze(-2)).sub_(gram, alpha=2)
     tolerance = 64 * torch.finfo(gram.dtype).eps
-    first = distances.le_(tolerance * norms_squared.unsqueeze(-1)).argmax(dim=-1)  # first 1.0
+    first = distances.le_(tolerance * norms_squared.unsqueeze(-1)).max(dim=-1).indices  # 1st 1.0
     own = torch.arange(first.shape[-1], device=first.device).expand_as(first)
     suspects = (first != own).nonzero(as_tuple=True)  # usually few
     if suspects[0].numel():
