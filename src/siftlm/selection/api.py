@@ -15,7 +15,8 @@ from siftlm.selection.greedy import greedy
 from siftlm.selection.registry import Method, get_method
 from siftlm.selection.stopping import adaptive_steps
 
-# Prompts are processed in chunks whose (chunk, K, K) float64 Gram matrices fit this budget.
+# Prompts are processed in chunks whose (chunk, K, K) matrices (the Gram matrix and the
+# duplicate check's scratch), counted at 8 bytes per entry, fit this budget.
 GRAM_BYTES = 1 << 29
 
 
