@@ -56,6 +56,8 @@ def test_small_lambda_avoids_redundancy_and_repeats_when_nothing_else_helps() ->
     assert list(picks) == [0, 0, 0]
     distinct = siftlm.select(query, candidates, 3, lambda_=0.01, distinct=True).indices
     assert list(distinct) == [0, 1, 2]
+    many = siftlm.select(query, candidates, 7, lambda_=0.01)  # n > K is fine with repeats
+    assert many.indices.shape == (7,) and set(many.indices) <= {0, 1, 2}
 
 
 def test_age_and_children() -> None:
