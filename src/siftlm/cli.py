@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "siftlm.models.cli",
     "siftlm.datastore.cli",
     "siftlm.data.cli",
+    "siftlm.bench.cli",
 )
 
 

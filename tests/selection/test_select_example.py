@@ -1,4 +1,4 @@
-"""The "age and children" example with real all-MiniLM-L6-v2 embeddings, and `siftlm demo`."""
+"""The "age and children" example with real all-MiniLM-L6-v2 embeddings, and `siftlm example`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from siftlm.cli import main  # noqa: E402
 from siftlm.selection import example  # noqa: E402
 
 
-def test_demo_command_prints_nn_and_sift_picks(capsys) -> None:
-    assert main(["demo"]) == 0
+def test_example_command_prints_nn_and_sift_picks(capsys) -> None:
+    assert main(["example"]) == 0
     out = capsys.readouterr().out
     nn, sift = out.split("nn picks")[1].split("sift picks")
     assert "The age of Michael Jordan is 61 years." in nn

@@ -1,7 +1,7 @@
 """Selection commands of the `siftlm` command line.
 
-`siftlm demo` runs the "age and children" selection example (`siftlm.selection.example`)
-until the end-to-end demo of test-time fine-tuning takes the name over.
+`siftlm example` runs the "age and children" selection example (`siftlm.selection.example`):
+what nearest neighbours and SIFT pick for a prompt that asks two things.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo",
+        "example",
         help="what nearest neighbours and SIFT pick for a two-part question",
         description=(
             "Embed a prompt that asks two things and a few candidate sentences with "
@@ -26,10 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.01,
         help="SIFT's noise variance λ (default: 0.01, activeft's default)",
     )
-    parser.set_defaults(func=_demo)
+    parser.set_defaults(func=_example)
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _example(args: argparse.Namespace) -> int:
     from siftlm.selection.example import run_example
 
     run_example(n=args.n, lambda_=args.lambda_)
