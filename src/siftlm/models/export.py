@@ -98,10 +98,10 @@ tokenizer = AutoTokenizer.from_pretrained("models/{name}")
 | --- | --- |
 | architecture | `GPT2LMHeadModel`: {n_layer} layers, width {n_embd}, {n_head} heads, context {context}, tied embeddings, no dropout |
 | parameters | {n_parameters:,} |
-| tokenizer | byte-level BPE, {vocab_size:,} tokens, trained on the pretrain split (identical in house-small and house-medium) |
+| tokenizer | byte-level BPE, {vocab_size:,} tokens, trained on the pretrain split of corpus commit 4b498d6 (identical in house-small and house-medium) |
 | data | {data}: {train_documents:,} documents, {train_tokens_available:,} tokens |
 | tokens seen | {tokens_seen:,} ({steps:,} steps of {tokens_per_step:,} tokens; {epochs:.2f} epochs) |
-| recipe | AdamW (betas {betas}, eps 1e-8, weight decay {weight_decay} on matrices), lr {lr} with {warmup_steps} warmup steps then cosine to {min_lr}, grad clip {grad_clip}, seed {seed} |
+| recipe | AdamW (betas ({betas[0]}, {betas[1]}), eps 1e-8, weight decay {weight_decay} on matrices), batch {batch_size} x {context} tokens, lr {lr:g} with {warmup_steps} warmup steps then cosine to {min_lr:.2g}, grad clip {grad_clip}, seed {seed} |
 | training time | {train_hours:.2f} h on {threads} CPU thread(s) of a shared 2-core machine |
 | weights | float16 safetensors (trained in float32) |
 
@@ -194,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     for split in args.splits:
         results[split] = split_bpb(model, tokenizer, split, args.max_tokens_per_doc)
         print(json.dumps(results[split]), flush=True)
-    (args.dest / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    # merged with earlier results, so splits can be evaluated by parallel processes
+    eval_path = args.dest / "eval.json"
+    merged = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
+    merged.update(results)
+    eval_path.write_text(json.dumps(merged, indent=2) + "\n")
     if args.command:
         write_card(args.dest, args.name or args.dest.name, args.command, args.schedule_note)
     return 0
