@@ -161,3 +161,41 @@ def test_rebuild_matches_the_committed_corpus(tmp_path):
     same = check_rebuild(BuildContext(tmp_path, log=lambda line: None), ["fortunes", "glossary"])
     assert same == {"fortunes": True, "glossary": True}
     assert set(manifest["domain_sha256"]) >= {"fortunes", "glossary"}
+
+
+def test_package_license_from_copyright_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(debian_module, "DOC_ROOT", tmp_path)
+    debian_module._copyright_paragraphs.cache_clear()
+    debian_module._license_families.cache_clear()
+    (tmp_path / "dep5").mkdir()
+    (tmp_path / "dep5" / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: someone\nLicense: GPL-2+\n\n"
+        "Files: man3/*\nCopyright: other\nLicense: BSD-3-clause\n text of the license\n"
+    )
+    (tmp_path / "free").mkdir()
+    (tmp_path / "free" / "copyright").write_text(
+        "Permission is hereby granted, free of charge, to any person ...\n"
+    )
+    try:
+        assert debian_module.package_license("dep5") == "GPL-2+"
+        assert debian_module.package_license("dep5", "man3/printf.3") == "BSD-3-clause"
+        assert debian_module.package_license("dep5", "man1/ls.1") == "GPL-2+"
+        assert debian_module.package_license("free").startswith("MIT (see ")
+        assert debian_module.package_license("absent") == "see /usr/share/doc/absent/copyright"
+    finally:
+        debian_module._copyright_paragraphs.cache_clear()
+        debian_module._license_families.cache_clear()
+
+
+def test_plays_are_cut_at_scenes():
+    from siftlm.data.sources import _split_scenes
+
+    play = "TITLE\n\nPersons.\n\nACT I.\n\nScene I. A room.\n\n" + "Line.\n" * 50 + (
+        "\nScene II. Elsewhere.\n\n" + "Other line.\n" * 50
+    )
+    scenes = _split_scenes(play)
+    assert len(scenes) == 2
+    assert scenes[0].startswith("TITLE") and "Scene I. A room." in scenes[0]
+    assert scenes[1].startswith("Scene II. Elsewhere.")
+    assert _split_scenes("A poem\nwith lines") == ["A poem\nwith lines"]

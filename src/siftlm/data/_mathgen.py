@@ -8,17 +8,28 @@ line to stdout: ``{"module": ..., "batch": ..., "text": ...}``.
 Every batch re-seeds ``random`` and ``numpy.random`` from (seed, module, batch) so that
 the output does not depend on the order or the number of batches generated.
 
-Usage: python _mathgen.py SEED BATCHES_PER_MODULE PAIRS_PER_BATCH [WORKER NUM_WORKERS]
+Usage:
+    python _mathgen.py --list                         # the module names, one per line
+    python _mathgen.py SEED BATCHES PAIRS MODULE...   # JSONL for these modules
 
-With WORKER/NUM_WORKERS only the modules with index % NUM_WORKERS == WORKER are run.
+The builder runs one process per module: besides the per-batch seeding, some state of
+the 2019 generator and of sympy carries over from one module to the next within a
+process, so a module's output is only reproducible when it starts from a fresh process.
 """
 
 import hashlib
 import json
+import os
 import random
 import sys
 
-import numpy as np
+# sympy iterates over sets of symbols: with Python's per-process string hashing the
+# generator would name its variables differently on every run.
+if os.environ.get("PYTHONHASHSEED") != "0":
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+import numpy as np  # noqa: E402
 
 # mathematics_dataset (2019) uses aliases that numpy 1.24 removed; numpy 2 also lacks
 # ndarray.itemset, so the venv pins numpy 1.26 and these aliases are restored here.
@@ -28,6 +39,35 @@ for _alias, _type in (("object", object), ("int", int), ("float", float), ("bool
 
 from mathematics_dataset import generate_settings  # noqa: E402 - after the numpy shim
 from mathematics_dataset.modules import modules  # noqa: E402
+from mathematics_dataset.util import composition  # noqa: E402
+from sympy import Dummy  # noqa: E402
+from sympy.core.cache import clear_cache  # noqa: E402
+
+
+def _expand_entities(context, **kwargs):
+    """``composition.expand_entities`` without its set of entities.
+
+    The original puts Entity objects (hashed by memory address) into a set before
+    shuffling them, so the order of the "Let ... be ..." clauses changed from run to run.
+    This version dedupes in first-seen order; everything else is the same.
+    """
+    kwargs = kwargs.copy()
+    entities = dict.fromkeys(context.child_entities)
+    for key, maybe_entity in kwargs.items():
+        if isinstance(maybe_entity, composition.Entity):
+            entities[maybe_entity] = None
+            kwargs[key] = maybe_entity.handle
+    entities = list(entities)
+    random.shuffle(entities)
+    descriptions = []
+    for entity in entities:
+        descriptions.append(entity.child_description)
+        if not entity.expression_used:
+            descriptions.append(entity.description)
+    return " ".join(text for text in descriptions if text), kwargs
+
+
+composition.expand_entities = _expand_entities
 
 
 def _entropy_fn(level, num_levels):
@@ -72,9 +112,7 @@ def _sample(module):
     return None
 
 
-def main():
-    seed, batches, pairs = (int(arg) for arg in sys.argv[1:4])
-    worker, num_workers = (int(arg) for arg in sys.argv[4:6]) if len(sys.argv) > 4 else (0, 1)
+def _all_modules():
     regimes = {
         "train-easy": modules.train(_entropy_fn(0, 3)),
         "train-medium": modules.train(_entropy_fn(1, 3)),
@@ -84,12 +122,25 @@ def main():
     for regime, tree in regimes.items():
         for name, module in _flatten(tree, "").items():
             flat[f"{regime}/{name}"] = module
-    for index, name in enumerate(sorted(flat)):
-        if index % num_workers != worker:
-            continue
+    return flat
+
+
+def main():
+    flat = _all_modules()
+    if sys.argv[1:] == ["--list"]:
+        sys.stdout.write("".join(f"{name}\n" for name in sorted(flat)))
+        return
+    seed, batches, pairs = (int(arg) for arg in sys.argv[1:4])
+    for name in sys.argv[4:]:
         for batch in range(batches):
             digest = hashlib.sha256(f"{seed}/{name}/{batch}".encode()).digest()
             state = int.from_bytes(digest[:4], "little")
+            # sympy state that would carry over from earlier batches or differ per process:
+            # its cache (term order) and the numbering of Dummy symbols (their sort keys,
+            # which start at a random offset drawn when sympy is imported)
+            clear_cache()
+            Dummy._count = 0
+            Dummy._base_dummy_index = 10**6
             random.seed(state)
             np.random.seed(state)  # noqa: NPY002 - the generator draws from the global RNG
             lines = []

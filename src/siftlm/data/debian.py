@@ -141,4 +141,28 @@ def package_license(package: str, path_in_source: str | None = None) -> str:
                     found = short
     if found is None and paragraphs:
         found = paragraphs[0][1]
-    return found or f"see /usr/share/doc/{package}/copyright"
+    return found or _license_families(package)
+
+
+# Free-text copyright files: name the license families their text mentions.
+_FAMILIES = (
+    ("LGPL", r"GNU (?:Lesser|Library) General Public License|/common-licenses/LGPL"),
+    ("GPL", r"GNU General Public License|/common-licenses/GPL"),
+    ("Apache-2.0", r"Apache License|/common-licenses/Apache-2\.0"),
+    ("Artistic", r"Artistic License|/common-licenses/Artistic"),
+    ("MPL", r"Mozilla Public License|/common-licenses/MPL"),
+    ("MIT", r"Permission is hereby granted, free of charge"),
+    ("BSD", r"Redistribution and use in source and binary forms"),
+    ("public-domain", r"[Pp]ublic [Dd]omain"),
+)
+
+
+@cache
+def _license_families(package: str) -> str:
+    pointer = f"see /usr/share/doc/{package}/copyright"
+    try:
+        text = (DOC_ROOT / package / "copyright").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return pointer
+    names = [name for name, pattern in _FAMILIES if re.search(pattern, text)]
+    return f"{' and '.join(names)} ({pointer})" if names else pointer

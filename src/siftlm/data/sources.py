@@ -77,14 +77,16 @@ def source_code_python(context: BuildContext) -> list[Unit]:
 
 
 def source_code_c(context: BuildContext) -> list[Unit]:
-    """C headers under /usr/include, each with its package's license."""
-    debian.require(["libc6-dev", "linux-libc-dev"], "code_c")
+    """C headers under /usr/include owned by the listed packages, with their licenses."""
+    packages = debian_package_list()
+    debian.require(["libc6-dev", "linux-libc-dev", *packages], "code_c")
+    listed = set(packages)
     owners = debian.file_owners()
     root = Path("/usr/include")
     units = []
     for path in sorted(root.rglob("*.h")):
         package = owners.get(str(path))
-        if package is None or path.is_symlink() or not path.is_file():
+        if package not in listed or path.is_symlink() or not path.is_file():
             continue
         license_ = debian.package_license(package)
         text = clean(_read(path))
@@ -401,18 +403,21 @@ def source_math(context: BuildContext) -> list[Unit]:
     output = context.cache_dir / f"math-{tag}.jsonl"
     if not output.exists():
         python = _math_python(context.cache_dir, context.log)
-        script = Path(__file__).with_name("_mathgen.py")
-        jobs = max(1, context.jobs)
-        context.log(f"generating math Q&A with {jobs} processes (a few minutes)")
+        script = str(Path(__file__).with_name("_mathgen.py"))
+        # a fixed string hash seed: sympy iterates over sets of symbols
+        environment = {**os.environ, "PYTHONHASHSEED": "0"}
+        names = subprocess.run([str(python), "-W", "ignore", script, "--list"], env=environment,
+                               check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
         args = [str(context.seed), str(MATH_BATCHES_PER_MODULE), str(MATH_PAIRS_PER_BATCH)]
-        processes = [
-            subprocess.Popen([str(python), "-W", "ignore", str(script), *args, str(worker), str(jobs)],
-                             stdout=subprocess.PIPE)  # fmt: skip
-            for worker in range(jobs)
-        ]
-        chunks = [process.communicate()[0] for process in processes]
-        if any(process.returncode for process in processes):
-            raise RuntimeError("the mathematics_dataset generator failed (see its error above)")
+        context.log(f"generating math Q&A: {len(names)} modules, {context.jobs} processes at a "
+                    "time (several minutes)")  # fmt: skip
+
+        def generate(name: str) -> bytes:  # one fresh process per module: see _mathgen.py
+            return subprocess.run([str(python), "-W", "ignore", script, *args, name],
+                                  env=environment, check=True, stdout=subprocess.PIPE).stdout  # fmt: skip
+
+        with ThreadPoolExecutor(max_workers=max(1, context.jobs)) as pool:
+            chunks = list(pool.map(generate, names))
         temporary = output.with_suffix(".tmp")
         temporary.write_bytes(b"".join(chunks))
         temporary.replace(output)
