@@ -21,7 +21,11 @@ from siftlm.models.pretrain import LOG, RESOLVED_CONFIG, token_byte_lengths
 
 
 def split_bpb(
-    model: Any, tokenizer: Any, split: str, max_tokens_per_doc: int | None
+    model: Any,
+    tokenizer: Any,
+    split: str,
+    max_tokens_per_doc: int | None,
+    corpus_dir: str | None = None,
 ) -> dict[str, Any]:
     """Bits per byte of a corpus split (ratio of sums, rolling windows over the context).
 
@@ -31,7 +35,7 @@ def split_bpb(
     from siftlm.data import load_corpus
     from siftlm.evaluation.bpb import prefix_token_id, resolve_max_length, score_tokens
 
-    documents = load_corpus(split)
+    documents = load_corpus(split, corpus_dir=corpus_dir)
     byte_lengths = token_byte_lengths(tokenizer)
     max_length = resolve_max_length(model, None)
     prefix = prefix_token_id(tokenizer)
@@ -122,7 +126,7 @@ documents. {truncation_note}
 
 ```bash
 {command}
-python -m siftlm.models.export runs/{name} models/{name}   # float16 copy, this card's numbers
+python -m siftlm.models.export runs/{name} models/{name} --max-tokens-per-doc {limit}  # this card's numbers
 ```
 
 `pretrain_config.json` holds the resolved configuration and `training_log.jsonl` the
@@ -164,6 +168,7 @@ def write_card(dest: Path, name: str, command: str, schedule_note: str = "") -> 
         truncation_note=note,
         eval_rows=rows,
         command=command,
+        limit=limit,
         schedule_note=schedule_note,
         context_minus_one=summary["context"] - 1,
         **{k: v for k, v in summary.items() if k not in {"name"}},
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens-per-doc", type=int, default=1024)
     parser.add_argument("--splits", nargs="+", default=["validation", "test"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--corpus-dir", default=None, help="split files (default: committed)")
     parser.add_argument("--skip-export", action="store_true")
     parser.add_argument("--name", default=None, help="model card title (default: dest name)")
     parser.add_argument("--command", default=None, help="training command for the card")
@@ -192,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_model(args.dest)
     results = {}
     for split in args.splits:
-        results[split] = split_bpb(model, tokenizer, split, args.max_tokens_per_doc)
+        results[split] = split_bpb(
+            model, tokenizer, split, args.max_tokens_per_doc, args.corpus_dir
+        )
         print(json.dumps(results[split]), flush=True)
     # merged with earlier results, so splits can be evaluated by parallel processes
     eval_path = args.dest / "eval.json"
