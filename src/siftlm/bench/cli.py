@@ -36,9 +36,13 @@ def _report(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from siftlm.bench import make_report, run_bench
+    from siftlm.selection.example import run_example
 
     start = time.perf_counter()
     config = from_arguments(args)
+    print("== 1. Selection: what nearest neighbours and SIFT pick for a two-part question\n")
+    run_example(lambda_=config.lambda_)
+    print("\n== 2. Test-time fine-tuning on the embedded defaults\n")
     print(
         f"siftlm demo: {config.model} adapts to {config.docs_per_domain} {config.split} "
         f"document(s) per domain with {', '.join(config.methods)} (n={config.n}, K={config.k})"
@@ -101,8 +105,9 @@ def register(subparsers) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="a small benchmark end to end on the embedded defaults",
-        description="House-small, the embedded memory store (built on first use) and one test "
-        "document per domain: base, context, nn and sift, then the per-domain table.",
+        description="First the selection example (what nn and SIFT pick for a two-part "
+        "question), then house-small, the embedded memory store (built on first use) and one "
+        "test document per domain: base, context, nn and sift, and the per-domain table.",
     )
     add_arguments(demo, **DEMO)
     demo.set_defaults(func=_demo)
