@@ -62,7 +62,9 @@ def test_shipped_vectors_match_a_regenerated_sample():
     chunks = chunk_documents(documents, tokenizer, cache.meta["max_tokens"])
     texts = [c.text for c in chunks]
     shipped, found = cache.lookup(texts)
-    assert found.all(), "the chunking of the memory split changed: run `siftlm index precompute`"
+    assert found.all(), (
+        "the chunking of the memory split changed: run `siftlm index precompute --incremental`"
+    )
     sample = rng.choice(len(texts), size=min(8, len(texts)), replace=False)
     fresh = load_embedder("all-MiniLM-L6-v2").encode([texts[i] for i in sample])
     np.testing.assert_allclose(shipped[sample], fresh, atol=2e-3)
