@@ -8,13 +8,13 @@ are compared).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from siftlm.bench.results import load_results
 from siftlm.evaluation import (
+    aggregate_bpb,
     common_documents,
     correlation,
     domain_table,
@@ -91,7 +91,7 @@ def make_report(folder: str | Path) -> str:
     base = by_method.get("base")
     base_bpb = None
     if base is not None:
-        base_bpb = sum(r.nll_nats for r in base) / (math.log(2) * sum(r.n_bytes for r in base))
+        base_bpb = aggregate_bpb(base).value
     curves = {}
     for method, results in by_method.items():
         if results and all(r.curve is not None and len(r.curve) > 1 for r in results):

@@ -26,14 +26,12 @@ class NearestNeighbours(Method):
 
 
 @register
-class NearestNeighbourFailure(Method):
-    """NN-F: the nearest candidate repeated n times (NN under information duplication)."""
+class NearestNeighbourFailure(NearestNeighbours):
+    """NN-F: the nearest candidate repeated n times (NN under information duplication):
+    NN's scores with repeats allowed."""
 
     name = "nn-f"
     repeats = True
-
-    def scores(self, posterior: Posterior, state: Any) -> torch.Tensor:
-        return posterior.prior_cross
 
 
 @register
