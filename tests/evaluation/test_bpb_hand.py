@@ -94,8 +94,14 @@ def test_context_is_conditioned_on_not_scored(model, tokenizer, texts):
     nll, n_scored = score_tokens(model, tokens, prefix, max_length=20, context_ids=context)
     assert n_scored == 10
     assert nll == pytest.approx(hand_nll(model, [*context, prefix, *tokens], 10), rel=1e-5)
-    with pytest.raises(ValueError, match="does not fit"):
-        score_tokens(model, tokens, prefix, max_length=15, context_ids=context)
+    # in a window of 15, the 6 context tokens precede each of the text's windows of 9
+    nll, _ = score_tokens(model, tokens, prefix, max_length=15, context_ids=context)
+    expected = hand_nll(model, [*context, prefix, *tokens[:9]], 9) + hand_nll(
+        model, [*context, *tokens], 1
+    )
+    assert nll == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="leaves no room"):
+        score_tokens(model, tokens, prefix, max_length=6, context_ids=context)
 
 
 def test_score_leaves_the_model_mode_alone(model, tokenizer, texts):

@@ -27,13 +27,17 @@ def input_lengths():
     return attach
 
 
-def test_fit_context_takes_whole_sequences_first_selected_nearest():
+def test_fit_context_takes_whole_sequences_then_cuts_the_next_first_selected_nearest():
     sequences = [[1, 2], [3], [4, 5, 6], [7]]
     context, placed = fit_context(sequences, room=7, prefix_id=0)
-    # [0,1,2] (3) and [0,3] (2) fit; [0,4,5,6] (4) does not; [0,7] (2) fits in the last 2
-    assert placed == [0, 1, 3]
-    assert context == [0, 7, 0, 3, 0, 1, 2]
+    # [0,1,2] (3) and [0,3] (2) fit; [0,4,5,6] (4) is cut to [0,4]; then the room is full
+    assert placed == [0, 1, 2]
+    assert context == [0, 4, 0, 3, 0, 1, 2]
+    assert fit_context(sequences, room=6, prefix_id=0) == ([0, 3, 0, 1, 2], [0, 1])
     assert fit_context(sequences, room=1, prefix_id=0) == ([], [])
+    assert fit_context(sequences, room=2, prefix_id=0) == ([0, 1], [0])
+    with pytest.raises(ValueError, match="room"):
+        fit_context(sequences, room=-1, prefix_id=0)
 
 
 def test_context_mode_fills_the_window_without_training(
@@ -53,18 +57,31 @@ def test_context_mode_fills_the_window_without_training(
     assert_untouched(model, before)
 
 
-def test_a_text_that_fills_the_window_gets_no_context(
+def test_a_long_text_keeps_context_tokens_of_every_window_for_the_context(
     make_model, tokenizer, memory, prompts, input_lengths
 ):
     model = input_lengths(make_model())
     long_text = " ".join(prompts * 3)
-    assert len(encode(tokenizer, long_text)) > MAX_LENGTH
-    config = TTTConfig.from_name("context", n=6, k=10, max_length=MAX_LENGTH)
+    n_tokens = len(encode(tokenizer, long_text))
+    assert n_tokens > MAX_LENGTH
+    config = TTTConfig.from_name("context", n=6, k=10, max_length=MAX_LENGTH, context_tokens=24)
     result = TestTimeTrainer(model, tokenizer, memory, config).evaluate(long_text)
     base = TestTimeTrainer(model, tokenizer, None, TTTConfig(method="base", max_length=MAX_LENGTH))
-    assert result.n_context == 0
-    assert result.nll_nats == base.evaluate(long_text).nll_nats  # the text has priority
+    assert result.n_context >= 1 and result.n_tokens == n_tokens
+    assert result.nll_nats != base.evaluate(long_text).nll_nats
+    lengths = input_lengths.lengths[: len(input_lengths.lengths) - 2]  # base: 2 windows
     assert max(input_lengths.lengths) <= MAX_LENGTH
+    # each text window holds at most 64 - 24 = 40 tokens: at least ceil(n / 40) passes
+    assert len(lengths) >= -(-n_tokens // (MAX_LENGTH - 24))
+    assert all(length > 24 for length in lengths)  # the context precedes every window
+
+
+def test_context_tokens_must_leave_room_for_the_text(make_model, tokenizer, memory):
+    config = TTTConfig.from_name("context", n=2, k=4, max_length=MAX_LENGTH, context_tokens=64)
+    with pytest.raises(ValueError, match="context_tokens=64 leaves no room"):
+        TestTimeTrainer(make_model(), tokenizer, memory, config)
+    with pytest.raises(ValueError, match="context_tokens must be >= 2"):
+        TTTConfig.from_name("context", context_tokens=1)
 
 
 def test_generation_in_context_mode_respects_the_window(

@@ -149,24 +149,24 @@ def score_tokens(
 ) -> tuple[float, int]:
     """Summed NLL in nats of ``tokens`` and the number scored, with rolling windows.
 
-    ``context_ids`` (context mode) are put before the first window; they must fit:
-    ``len(context_ids)`` plus the first window's input is at most ``max_length``.
+    ``context_ids`` (context mode) are put before every window, and the text's windows
+    are then ``max_length - len(context_ids)`` tokens long, so that every forward pass
+    stays within ``max_length``. Without context this is plain rolling evaluation.
     The model is put in eval mode for the passes and back in its mode afterwards.
     """
-    windows = rolling_windows(tokens, prefix_id, max_length)
     context_ids = list(context_ids)
-    if windows and len(context_ids) + len(windows[0].input_ids) > max_length:
+    if len(context_ids) >= max_length:
         raise ValueError(
-            f"context of {len(context_ids)} tokens does not fit before a first window of "
-            f"{len(windows[0].input_ids)} tokens in max_length={max_length}"
+            f"context of {len(context_ids)} tokens leaves no room for the text in "
+            f"max_length={max_length}"
         )
+    windows = rolling_windows(tokens, prefix_id, max_length - len(context_ids))
     was_training = model.training
     model.eval()
     total = 0.0
     try:
-        for index, window in enumerate(windows):
-            context = context_ids + window.context if index == 0 else window.context
-            sequence = context + window.continuation
+        for window in windows:
+            sequence = context_ids + window.context + window.continuation
             log_probs = continuation_logprobs(model, sequence, len(window.continuation))
             total -= log_probs.double().sum().item()
     finally:

@@ -77,7 +77,9 @@ class TTTConfig:
     with ``lr``, ``eps``, ``weight_decay`` and gradient-norm clipping at ``grad_clip``
     (None: no clipping). ``finetune="full"`` trains every parameter, ``"lora"`` a fresh
     adapter (``lora``). ``mode="context"`` puts the selected sequences before the text
-    instead of training.
+    instead of training: at least ``context_tokens`` of every window (None: half the
+    window) hold them, the text's rolling windows take the rest; a short text leaves
+    the context all the room it does not use.
 
     ``max_length``: the context length in tokens (None: the model's maximum positions).
     ``seed``: the random state at the start of every prompt, so that a prompt's result
@@ -98,6 +100,7 @@ class TTTConfig:
     finetune: Literal["full", "lora"] = "full"
     lora: LoRASettings = field(default_factory=LoRASettings)
     mode: Literal["finetune", "context"] = "finetune"
+    context_tokens: int | None = None
     max_length: int | None = None
     seed: int = 0
 
@@ -128,6 +131,8 @@ class TTTConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.context_tokens is not None and self.context_tokens < 2:
+            raise ValueError(f"context_tokens must be >= 2, got {self.context_tokens}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be >= 2 tokens, got {self.max_length}")
 

@@ -57,7 +57,7 @@ class DocumentResult:
     ``nll_nats``: summed NLL of the document (rolling windows), ``n_bytes`` its UTF-8
     bytes, ``n_tokens`` the tokens scored. ``steps``: gradient steps taken; ``n_selected``:
     sequences selected and used (adaptive SIFT: fewer than n); ``n_context``: sequences
-    placed in the context (context mode). ``prior_variance``/``posterior_variance``: the
+    placed in the context, the last possibly cut (context mode). ``prior_variance``/``posterior_variance``: the
     surrogate's variance of the prompt before and after the used selection (None for
     "base"). ``selected_ids``: datastore ids in selection order. ``curve``: NLL in nats of
     the document before training and after each step (when asked for).

@@ -106,6 +106,12 @@ class TestTimeTrainer:
         self.tokenizer = tokenizer
         self.memory = memory
         self.max_length = resolve_max_length(model, config.max_length)
+        self.context_tokens = config.context_tokens or self.max_length // 2
+        if config.mode == "context" and self.context_tokens >= self.max_length:
+            raise ValueError(
+                f"context_tokens={self.context_tokens} leaves no room for the text in a "
+                f"window of {self.max_length} tokens"
+            )
         self.prefix_id = prefix_token_id(tokenizer)
         self._weights = make_weights(model, config.finetune, config.lora) if config.trains else None
         self._cuda = model_device(model).type == "cuda"
@@ -159,7 +165,8 @@ class TestTimeTrainer:
                     nll = nlls[-1]
                     n_context = 0
                 else:
-                    room = self.max_length - min(len(tokens), self.max_length)
+                    # at least context_tokens, or all that a short text leaves free
+                    room = max(self.context_tokens, self.max_length - 1 - len(tokens))
                     context, placed = self._context(adaptation, room)
                     nll = self._score(tokens, context)
                     n_context = len(placed)
