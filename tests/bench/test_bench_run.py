@@ -70,8 +70,12 @@ def run(cfg, setup):
     return run_bench(cfg, model=model, tokenizer=tokenizer, store=memory, documents=tests)
 
 
+def records_of(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def records(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return records_of(out / "results.jsonl")
 
 
 def test_every_method_on_every_document_in_document_order(tmp_path, setup):
@@ -104,6 +108,28 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, setup):
         return [(r["doc_id"], r["method"], r["nll_nats"], r["selected_ids"]) for r in rows]
 
     assert key(resumed) == key(whole)
+
+
+def test_workers_share_the_documents_and_their_files_merge(tmp_path, setup):
+    whole = load_results(run(config(tmp_path / "one"), setup))
+    for rank in (0, 1):
+        out = run(config(tmp_path / "two", rank=rank, world_size=2), setup)
+    assert sorted(p.name for p in out.glob("results*.jsonl")) == [
+        "results-0-of-2.jsonl",
+        "results-1-of-2.jsonl",
+    ]
+    shares = [len(records_of(out / f"results-{r}-of-2.jsonl")) for r in (0, 1)]
+    assert shares == [9, 9]  # 6 documents, 3 methods, every other document each
+    merged = load_results(out)
+
+    def key(by_method):
+        return {m: sorted((r.doc_id, r.nll_nats) for r in rs) for m, rs in by_method.items()}
+
+    assert key(merged) == key(whole)
+    # a single worker resuming the folder finds everything done
+    before = {p.name: p.read_bytes() for p in out.glob("results*.jsonl")}
+    run(config(tmp_path / "two"), setup)
+    assert {p.name: p.read_bytes() for p in out.glob("results*.jsonl")} == before
 
 
 def test_resume_with_another_configuration_is_refused(tmp_path, setup):

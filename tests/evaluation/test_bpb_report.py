@@ -109,9 +109,28 @@ def test_learning_curve_holds_the_last_value_of_shorter_curves():
         doc("a", "code", 4, 10, steps=2, curve_bits=[10, 6, 4]),
         doc("b", "code", 8, 10, steps=0, curve_bits=[8]),
     ]
-    assert learning_curve(results) == pytest.approx([18 / 20, 14 / 20, 12 / 20])
+    curve = learning_curve(results)
+    assert curve.steps.tolist() == [0, 1, 2]
+    assert curve.bpb == pytest.approx([18 / 20, 14 / 20, 12 / 20])
     with pytest.raises(ValueError, match="curve"):
         learning_curve(BASE)
+
+
+def test_learning_curve_on_sparse_steps_holds_each_document_s_last_point():
+    results = [
+        dataclasses.replace(
+            doc("a", "code", 4, 10, steps=10, curve_bits=[10, 6, 4]), curve_steps=(0, 5, 10)
+        ),
+        dataclasses.replace(
+            doc("b", "code", 8, 10, steps=3, curve_bits=[8, 7]), curve_steps=(0, 3)
+        ),
+    ]
+    curve = learning_curve(results)
+    assert curve.steps.tolist() == [0, 3, 5, 10]
+    assert curve.bpb == pytest.approx([18 / 20, 17 / 20, 13 / 20, 11 / 20])
+    broken = dataclasses.replace(results[0], curve_steps=(0, 10, 5))
+    with pytest.raises(ValueError, match="rise from 0"):
+        learning_curve([broken])
 
 
 def test_uncertainty_gain_and_correlation():

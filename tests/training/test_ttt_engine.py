@@ -141,7 +141,12 @@ def test_learning_curve_and_timings(make_model, tokenizer, memory, prompts):
     assert result.curve[0] == base.nll_nats  # before the first step: the base model
     assert result.curve[-1] == result.nll_nats
     assert result.curve_bpb[-1] == result.bpb < base.bpb
-    assert base.curve == (base.nll_nats,)
+    assert base.curve == (base.nll_nats,) and base.curve_steps == (0,)
+    assert result.curve_steps == (0, 1, 2, 3) and len(result.variances) == 3
+    assert result.variances[-1] == result.posterior_variance
+    sparse = TestTimeTrainer(model, tokenizer, memory, config).evaluate(prompts[0], curve=[0, 2])
+    assert sparse.curve_steps == (0, 2, 3)  # the last step always
+    assert sparse.curve == pytest.approx([result.curve[0], result.curve[2], result.curve[3]])
     assert result.prior_variance >= result.posterior_variance > 0
     assert (result.doc_id, result.domain, result.n_bytes) == ("d0", "code", len(prompts[0]))
     timings = result.timings

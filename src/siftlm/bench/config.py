@@ -63,6 +63,13 @@ class BenchConfig:
         default=("nn", "sift"),
         metadata={"help": "methods whose learning curve (bpb after each step) is recorded"},
     )
+    curve_every: int = field(
+        default=1,
+        metadata={
+            "help": "learning curves are scored after steps 0-10, then every this many steps"
+            " (1: every step)"
+        },
+    )
     max_length: int | None = field(
         default=None, metadata={"help": "context length in tokens (default: the model's)"}
     )
@@ -85,6 +92,8 @@ class BenchConfig:
             raise ValueError(f"methods has repeats: {', '.join(self.methods)}")
         if self.docs_per_domain is not None and self.docs_per_domain < 1:
             raise ValueError(f"docs_per_domain must be >= 1, got {self.docs_per_domain}")
+        if self.curve_every < 1:
+            raise ValueError(f"curve_every must be >= 1, got {self.curve_every}")
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
         # Every method's training configuration is validated now, not after hours of work.
@@ -107,6 +116,14 @@ class BenchConfig:
             max_length=self.max_length,
             seed=self.seed,
         )
+
+    def curve_steps(self, method: str) -> bool | list[int]:
+        """What ``TestTimeTrainer.evaluate(curve=...)`` gets for ``method``."""
+        if method not in self.curve_methods:
+            return False
+        if self.curve_every == 1:
+            return True
+        return sorted({*range(11), *range(0, self.n + 1, self.curve_every)})
 
     def to_dict(self) -> dict[str, Any]:
         return {

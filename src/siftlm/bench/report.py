@@ -14,6 +14,7 @@ import numpy as np
 
 from siftlm.bench.results import load_results
 from siftlm.evaluation import (
+    Curve,
     aggregate_bpb,
     common_documents,
     correlation,
@@ -27,7 +28,7 @@ CURVES_PNG = "curves.png"
 UNCERTAINTY_PNG = "uncertainty.png"
 
 
-def _plot_curves(curves: dict[str, np.ndarray], base_bpb: float | None, path: Path) -> None:
+def _plot_curves(curves: dict[str, Curve], base_bpb: float | None, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +36,13 @@ def _plot_curves(curves: dict[str, np.ndarray], base_bpb: float | None, path: Pa
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for method, curve in curves.items():
-        ax.plot(np.arange(len(curve)), curve, label=method, lw=2)
+        ax.plot(
+            curve.steps,
+            curve.bpb,
+            label=method,
+            lw=2,
+            marker="." if len(curve.steps) < 20 else None,
+        )
     if base_bpb is not None:
         ax.axhline(base_bpb, color="grey", ls="--", lw=1, label="base")
     ax.set_xlabel("gradient steps (selected sequences)")
@@ -100,8 +107,12 @@ def make_report(folder: str | Path) -> str:
         _plot_curves(curves, base_bpb, folder / CURVES_PNG)
         lines += ["## Learning curves", "", f"![bpb after each step]({CURVES_PNG})", ""]
         for method, curve in curves.items():
-            marks = [s for s in (0, 1, 5, 10, 20, 50, len(curve) - 1) if s < len(curve)]
-            points = ", ".join(f"{s}: {curve[s]:.3f}" for s in sorted(set(marks)))
+            marks = {0, 1, 5, 10, 20, 50, int(curve.steps[-1])}
+            points = ", ".join(
+                f"{s}: {b:.3f}"
+                for s, b in zip(curve.steps, curve.bpb, strict=True)
+                if int(s) in marks
+            )
             lines.append(f"- {method}: bpb after steps {points}")
         lines.append("")
     for method in ("sift", "sift-adaptive"):

@@ -3,6 +3,11 @@
 An interrupted run leaves at most one partial last line; ``ResultsFile`` drops it and
 the run resumes after the last complete result. Each line is flushed and fsync'd before
 the next document starts, so a crash loses at most the document in progress.
+
+Workers that share the documents (``rank`` of ``world_size``) each append to their own
+file, ``results-<rank>-of-<world_size>.jsonl``; a single worker writes ``results.jsonl``.
+Every ``results*.jsonl`` of a folder counts as done work, whoever wrote it, so a run may
+be resumed with another number of workers, and ``load_results`` merges them.
 """
 
 from __future__ import annotations
@@ -14,15 +19,35 @@ from pathlib import Path
 
 from siftlm.training import DocumentResult
 
+PATTERN = "results*.jsonl"
+
+
+def results_path(folder: str | Path, rank: int = 0, world_size: int = 1) -> Path:
+    """The file that worker ``rank`` of ``world_size`` appends to."""
+    name = "results.jsonl" if world_size == 1 else f"results-{rank}-of-{world_size}.jsonl"
+    return Path(folder) / name
+
+
+def _complete_records(path: Path):
+    """The records of ``path``'s complete lines (a torn last line is skipped)."""
+    data = path.read_bytes()
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        if line.strip():
+            yield json.loads(line)
+
 
 class ResultsFile:
-    """``results.jsonl``: read what is done, append what finishes."""
+    """A worker's results file: read what is done (in every results file of its folder),
+    append what finishes (to its own)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.done: set[tuple[str, str]] = set()
         if self.path.exists():
             self._recover()
+        for other in sorted(self.path.parent.glob(PATTERN)):
+            if other != self.path:  # another worker's, maybe still running
+                self.done.update((r["method"], r["doc_id"]) for r in _complete_records(other))
 
     def _recover(self) -> None:
         data = self.path.read_bytes()
@@ -55,18 +80,18 @@ class ResultsFile:
 
 
 def load_results(path: str | Path) -> dict[str, list[DocumentResult]]:
-    """Results by method, in file order (a results folder or its ``results.jsonl``)."""
+    """Results by method (a results folder: all its ``results*.jsonl`` merged, in file
+    then line order; or one results file). A (method, document) found twice counts once."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "results.jsonl"
-    if not path.exists():
+    files = sorted(path.glob(PATTERN)) if path.is_dir() else [path]
+    if not files or not files[0].exists():
         raise FileNotFoundError(f"no results at {path}")
     by_method: dict[str, list[DocumentResult]] = defaultdict(list)
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                result = DocumentResult.from_dict(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a run still in progress
-            by_method[result.method].append(result)
+    seen: set[tuple[str, str]] = set()
+    for file in files:
+        for record in _complete_records(file):  # a torn last line: a run still in progress
+            result = DocumentResult.from_dict(record)
+            if (result.method, result.doc_id) not in seen:
+                seen.add((result.method, result.doc_id))
+                by_method[result.method].append(result)
     return dict(by_method)

@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from siftlm.bench.config import BenchConfig
-from siftlm.bench.results import ResultsFile
+from siftlm.bench.results import ResultsFile, results_path
 
 if TYPE_CHECKING:
     from siftlm.data import Document
 
 
 def pick_documents(config: BenchConfig) -> list[Document]:
-    """The documents of ``config.split`` this worker evaluates, in corpus order:
-    the first ``docs_per_domain`` of each domain, then every ``world_size``-th from
-    ``rank``."""
+    """The documents of ``config.split`` the benchmark evaluates, in corpus order: the
+    first ``docs_per_domain`` of each domain (all workers' share)."""
     from siftlm.data import load_corpus
 
     documents = load_corpus(config.split, domains=config.domains)
@@ -38,7 +37,7 @@ def pick_documents(config: BenchConfig) -> list[Document]:
         documents = kept
     if not documents:
         raise ValueError(f"no documents in split {config.split!r} for domains {config.domains}")
-    return documents[config.rank :: config.world_size]
+    return documents
 
 
 def open_store(store: str | None, tokenizer: str = "models/house-small"):
@@ -66,7 +65,7 @@ def _write_config(config: BenchConfig, out: Path, extra: dict) -> None:
         "ttt": {m: config.ttt_config(m).to_dict() for m in config.methods},
         **extra,
     }
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # workers may start together
     tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
@@ -78,6 +77,7 @@ def run_bench(
 
     ``model``/``tokenizer``/``store``/``documents`` may be passed in (tests, notebooks);
     otherwise they come from ``config.model``, ``config.store`` and ``config.split``.
+    This worker takes every ``world_size``-th document from ``rank``.
     """
     from tqdm.auto import tqdm
 
@@ -98,9 +98,10 @@ def run_bench(
         out,
         {"store_path": str(getattr(store, "path", "")), "n_parameters": model.num_parameters()},
     )
-    results = ResultsFile(out / "results.jsonl")
+    results = ResultsFile(results_path(out, config.rank, config.world_size))
     if documents is None:
         documents = pick_documents(config)
+    documents = documents[config.rank :: config.world_size]
     todo = [
         (document, method)
         for document in documents
@@ -127,7 +128,7 @@ def run_bench(
             document.text,
             doc_id=document.id,
             domain=document.domain,
-            curve=method in config.curve_methods,
+            curve=config.curve_steps(method),
         )
         results.append(result)
         bar.update()

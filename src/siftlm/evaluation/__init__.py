@@ -11,6 +11,7 @@ from siftlm.evaluation.bpb import (
     score_tokens,
 )
 from siftlm.evaluation.report import (
+    Curve,
     DomainTable,
     Estimate,
     aggregate_bpb,
@@ -24,6 +25,7 @@ from siftlm.evaluation.report import (
 )
 
 __all__ = [
+    "Curve",
     "DomainTable",
     "Estimate",
     "LN2",

@@ -173,19 +173,35 @@ def domain_table(
     return DomainTable(methods, (*domains, ALL), cells, base)
 
 
-def learning_curve(results: Sequence[Any]) -> np.ndarray:
-    """Aggregate bpb after 0, 1, 2, ... steps, shape (max steps + 1,).
+class Curve(NamedTuple):
+    """Aggregate bits per byte (``bpb``) after ``steps`` gradient steps, both shape (P,)."""
 
-    A document whose curve ends earlier (fewer steps, e.g. adaptive SIFT) counts with its
-    last value from there on, so every point covers the same documents.
+    steps: np.ndarray
+    bpb: np.ndarray
+
+
+def learning_curve(results: Sequence[Any]) -> Curve:
+    """Aggregate bpb (ratio of sums) at every step that some document's curve recorded.
+
+    Each result has ``curve`` (NLL in nats) at ``curve_steps``. A document counts at
+    step s with its value at its last recorded step <= s, so a curve that ends earlier
+    (fewer steps, e.g. adaptive SIFT) holds its last value, and every point covers the
+    same documents.
     """
-    curves = [r.curve for r in results]
-    if not curves or any(c is None or len(c) == 0 for c in curves):
+    if not results or any(not r.curve for r in results):
         raise ValueError("every result needs a curve (evaluate(..., curve=True))")
-    length = max(len(c) for c in curves)
-    padded = np.array([list(c) + [c[-1]] * (length - len(c)) for c in curves])
+    paired = []
+    for r in results:
+        steps = np.asarray(r.curve_steps if r.curve_steps is not None else range(len(r.curve)))
+        if steps[0] != 0 or np.any(np.diff(steps) <= 0) or len(steps) != len(r.curve):
+            raise ValueError(f"document {r.doc_id}: curve steps must rise from 0")
+        paired.append((steps, np.asarray(r.curve, dtype=np.float64)))
+    grid = np.unique(np.concatenate([steps for steps, _ in paired]))
+    total = np.zeros(len(grid))
+    for steps, values in paired:
+        total += values[np.searchsorted(steps, grid, side="right") - 1]
     n_bytes = sum(r.n_bytes for r in results)
-    return padded.sum(axis=0) / (LN2 * n_bytes)
+    return Curve(grid, total / (LN2 * n_bytes))
 
 
 class UncertaintyGain(NamedTuple):

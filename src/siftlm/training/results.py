@@ -59,8 +59,9 @@ class DocumentResult:
     sequences selected and used (adaptive SIFT: fewer than n); ``n_context``: sequences
     placed in the context, the last possibly cut (context mode). ``prior_variance``/``posterior_variance``: the
     surrogate's variance of the prompt before and after the used selection (None for
-    "base"). ``selected_ids``: datastore ids in selection order. ``curve``: NLL in nats of
-    the document before training and after each step (when asked for).
+    "base"). ``variances``: the posterior variance after each used selection step.
+    ``selected_ids``: datastore ids in selection order. ``curve``: NLL in nats of the
+    document at the steps ``curve_steps`` (0: before training; when asked for).
     """
 
     doc_id: str | None
@@ -77,6 +78,12 @@ class DocumentResult:
     selected_ids: tuple[int, ...]
     timings: Timings = field(default_factory=Timings)
     curve: tuple[float, ...] | None = None
+    curve_steps: tuple[int, ...] | None = None
+    variances: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.curve is not None and self.curve_steps is None:  # one point per step
+            object.__setattr__(self, "curve_steps", tuple(range(len(self.curve))))
 
     @property
     def bpb(self) -> float:
@@ -91,7 +98,9 @@ class DocumentResult:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["selected_ids"] = list(self.selected_ids)
-        values["curve"] = list(self.curve) if self.curve is not None else None
+        for name in ("curve", "curve_steps", "variances"):
+            value = getattr(self, name)
+            values[name] = list(value) if value is not None else None
         return values
 
     @classmethod
@@ -99,8 +108,9 @@ class DocumentResult:
         values = dict(values)
         values["timings"] = Timings(**values.get("timings", {}))
         values["selected_ids"] = tuple(values["selected_ids"])
-        if values.get("curve") is not None:
-            values["curve"] = tuple(values["curve"])
+        for name in ("curve", "curve_steps", "variances"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -48,6 +48,7 @@ class Adaptation:
     tokens: list[list[int]] = field(default_factory=list)
     prior_variance: float | None = None
     posterior_variance: float | None = None
+    variances: tuple[float, ...] = ()
     steps: int = 0
     timings: Timings = field(default_factory=Timings)
 
@@ -147,22 +148,33 @@ class TestTimeTrainer:
         doc_id: str | None = None,
         domain: str | None = None,
         query: str | None = None,
-        curve: bool = False,
+        curve: bool | Collection[int] = False,
     ) -> DocumentResult:
         """Adapt to ``query`` (default: ``text`` itself) and score ``text``.
 
-        ``curve=True`` also scores ``text`` before training and after every step.
+        ``curve=True`` also scores ``text`` before training (step 0) and after every
+        step; a collection of step numbers scores it after those steps only (and after
+        the last step, always).
         """
         check_text(text, "text")
         if query is not None:
             check_text(query, "query")
         tokens = encode(self.tokenizer, text)
-        nlls: list[float] = []
-        on_step = (lambda step: nlls.append(self._score(tokens))) if curve else None
+        points: dict[int, float] = {}
+        on_step = None
+        if curve is not False:
+            wanted = None if curve is True else {int(step) for step in curve}
+
+            def on_step(step: int) -> None:
+                if wanted is None or step in wanted:
+                    points[step] = self._score(tokens)
+
         with self.adapt(text if query is None else query, on_step=on_step) as adaptation:
             with self._stage(adaptation.timings, "evaluate"):
-                if nlls:  # the last point of the curve is the adapted model's score
-                    nll = nlls[-1]
+                if on_step is not None and adaptation.steps:  # fine-tuned, with a curve
+                    if adaptation.steps not in points:
+                        points[adaptation.steps] = self._score(tokens)
+                    nll = points[adaptation.steps]
                     n_context = 0
                 else:
                     # at least context_tokens, or all that a short text leaves free
@@ -184,7 +196,9 @@ class TestTimeTrainer:
             posterior_variance=adaptation.posterior_variance,
             selected_ids=tuple(item.id for item in adaptation.memory),
             timings=adaptation.timings,
-            curve=(tuple(nlls) if nlls else (nll,)) if curve else None,
+            curve=tuple(points.values()) if points else ((nll,) if curve is not False else None),
+            curve_steps=tuple(points) if points else ((0,) if curve is not False else None),
+            variances=adaptation.variances or None,
         )
 
     def generate(
@@ -264,6 +278,7 @@ class TestTimeTrainer:
             n_used = int(selection.steps)  # adaptive SIFT stops early
             positions = [int(i) for i in _as_list(selection.indices)[:n_used]]
             variances = _as_list(selection.variances)
+            adaptation.variances = tuple(float(v) for v in variances[:n_used])
         ids, scores = _as_list(hits.ids[0]), _as_list(hits.scores[0])
         doc_ids = getattr(hits, "doc_ids", None)
         adaptation.memory = tuple(
