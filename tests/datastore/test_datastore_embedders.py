@@ -47,26 +47,17 @@ def test_minilm_matches_plain_sentence_transformers(monkeypatch):
 
 def test_causal_lm_mean_pooling(tmp_path, tiny_tokenizer):
     import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2Model
+    from transformers import AutoTokenizer
+
+    from siftlm.training.tiny import tiny_gpt2
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer))
-    torch.manual_seed(0)
-    eos = tokenizer.eos_token_id
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=32,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=eos,
-        eos_token_id=eos,
-    )
-    model = GPT2Model(config).eval()
+    model = tiny_gpt2(tokenizer, n_positions=32).transformer.eval()  # a GPT2Model
     model.save_pretrained(tmp_path / "lm")
     tokenizer.save_pretrained(tmp_path / "lm")
 
     embedder = load_embedder(f"causal:{tmp_path / 'lm'}")
-    assert embedder.name == f"causal:{(tmp_path / 'lm').resolve()}" and embedder.dim == 16
+    assert embedder.name == f"causal:{(tmp_path / 'lm').resolve()}" and embedder.dim == 32
     texts = ["love night moon", "license warranty permission copyright"]
     vectors = embedder.encode(texts, batch_size=2)  # padded together
     with torch.no_grad():

@@ -7,43 +7,15 @@ import torch
 
 from siftlm.models import ModelNotFoundError, load_model, resolve_model_path
 from siftlm.models.loading import models_dir
-
-
-def tiny_config(architecture: str, vocab_size: int, eos_id: int):
-    from transformers import GPT2Config, LlamaConfig
-
-    if architecture == "gpt2":
-        return GPT2Config(
-            vocab_size=vocab_size,
-            n_positions=64,
-            n_embd=32,
-            n_layer=2,
-            n_head=2,
-            eos_token_id=eos_id,
-            bos_token_id=eos_id,
-        )
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        eos_token_id=eos_id,
-        bos_token_id=eos_id,
-    )
+from siftlm.training.tiny import tiny_gpt2, tiny_llama
 
 
 @pytest.mark.parametrize("architecture", ["gpt2", "llama"])
 def test_load_model_by_path(tmp_path, tiny_tokenizer_dir, architecture):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    torch.manual_seed(0)
-    original = AutoModelForCausalLM.from_config(
-        tiny_config(architecture, len(tokenizer), tokenizer.eos_token_id)
-    ).eval()
+    original = (tiny_gpt2 if architecture == "gpt2" else tiny_llama)(tokenizer).eval()
     original.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
 

@@ -102,7 +102,7 @@ tokenizer = AutoTokenizer.from_pretrained("models/{name}")
 | --- | --- |
 | architecture | `GPT2LMHeadModel`: {n_layer} layers, width {n_embd}, {n_head} heads, context {context}, tied embeddings, no dropout |
 | parameters | {n_parameters:,} |
-| tokenizer | byte-level BPE, {vocab_size:,} tokens, trained on the pretrain split of corpus commit 4b498d6 (identical in house-small and house-medium) |
+| tokenizer | byte-level BPE, {vocab_size:,} tokens, trained on the pretrain split (`siftlm tokenizer train --vocab-size 8192`; identical in house-small and house-medium) |
 | data | {data}: {train_documents:,} documents, {train_tokens_available:,} tokens |
 | tokens seen | {tokens_seen:,} ({steps:,} steps of {tokens_per_step:,} tokens; {epochs:.2f} epochs) |
 | recipe | AdamW (betas ({betas[0]}, {betas[1]}), eps 1e-8, weight decay {weight_decay} on matrices), batch {batch_size} x {context} tokens, lr {lr:g} with {warmup_steps} warmup steps then cosine to {min_lr:.2g}, grad clip {grad_clip}, seed {seed} |
@@ -126,7 +126,7 @@ documents. {truncation_note}
 
 ```bash
 {command}
-python -m siftlm.models.export runs/{name} models/{name} --max-tokens-per-doc {limit}  # this card's numbers
+python -m siftlm.models.export runs/{name} models/{name}{limit_flag}  # this card's numbers
 ```
 
 `pretrain_config.json` holds the resolved configuration and `training_log.jsonl` the
@@ -168,7 +168,7 @@ def write_card(dest: Path, name: str, command: str, schedule_note: str = "") -> 
         truncation_note=note,
         eval_rows=rows,
         command=command,
-        limit=limit,
+        limit_flag=f" --max-tokens-per-doc {limit}" if limit is not None else "",
         schedule_note=schedule_note,
         context_minus_one=summary["context"] - 1,
         **{k: v for k, v in summary.items() if k not in {"name"}},
@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m siftlm.models.export")
     parser.add_argument("run", type=Path)
     parser.add_argument("dest", type=Path)
-    parser.add_argument("--max-tokens-per-doc", type=int, default=1024)
+    parser.add_argument(
+        "--max-tokens-per-doc", type=int, default=None, help="score only the first N tokens"
+    )
     parser.add_argument("--splits", nargs="+", default=["validation", "test"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--corpus-dir", default=None, help="split files (default: committed)")
