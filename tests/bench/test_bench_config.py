@@ -14,3 +14,17 @@ def test_sparse_learning_curves_keep_the_first_ten_steps():
     assert BenchConfig(methods=("nn",)).curve_steps("nn") is True
     with pytest.raises(ValueError, match="curve_every must be >= 1"):
         BenchConfig(curve_every=0)
+
+
+def test_documents_come_in_rounds_over_the_domains():
+    from siftlm.bench import pick_documents
+
+    picked = pick_documents(BenchConfig(split="validation", docs_per_domain=2))
+    domains = [d.domain for d in picked]
+    n_domains = len(set(domains))
+    assert len(picked) == 2 * n_domains
+    assert domains[:n_domains] == domains[n_domains:]  # one of each, then one of each again
+    assert len(set(domains[:n_domains])) == n_domains
+    assert len({d.id for d in picked}) == len(picked)
+    only = pick_documents(BenchConfig(split="validation", domains=(domains[0],)))
+    assert {d.domain for d in only} == {domains[0]} and len(only) > 2

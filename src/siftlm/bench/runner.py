@@ -22,22 +22,22 @@ if TYPE_CHECKING:
 
 
 def pick_documents(config: BenchConfig) -> list[Document]:
-    """The documents of ``config.split`` the benchmark evaluates, in corpus order: the
-    first ``docs_per_domain`` of each domain (all workers' share)."""
+    """The documents of ``config.split`` the benchmark evaluates (all workers' share): the
+    first ``docs_per_domain`` of each domain, in rounds (the first document of every
+    domain, then the second of every domain, ...), so that a run stopped part way has
+    covered every domain alike."""
     from siftlm.data import load_corpus
 
     documents = load_corpus(config.split, domains=config.domains)
-    if config.docs_per_domain is not None:
-        taken: dict[str, int] = defaultdict(int)
-        kept = []
-        for document in documents:
-            if taken[document.domain] < config.docs_per_domain:
-                taken[document.domain] += 1
-                kept.append(document)
-        documents = kept
     if not documents:
         raise ValueError(f"no documents in split {config.split!r} for domains {config.domains}")
-    return documents
+    by_domain: dict[str, list[Document]] = defaultdict(list)
+    for document in documents:
+        by_domain[document.domain].append(document)
+    depth = max(len(docs) for docs in by_domain.values())
+    if config.docs_per_domain is not None:
+        depth = min(depth, config.docs_per_domain)
+    return [docs[i] for i in range(depth) for docs in by_domain.values() if i < len(docs)]
 
 
 def open_store(store: str | None, tokenizer: str = "models/house-small"):
