@@ -171,3 +171,11 @@ def test_report_has_the_domain_table_and_plots(tmp_path, setup):
 def test_bad_configuration(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         config(tmp_path, **overrides)
+
+
+def test_report_compares_with_another_run(tmp_path, setup):
+    out = run(config(tmp_path / "small"), setup)
+    other = run(config(tmp_path / "big", methods=("base",), model="bigger"), setup)
+    markdown = make_report(out, compare=[other])
+    assert "| domain | docs | base | nn | sift | bigger:base |" in markdown
+    assert "100.0%" in markdown.split("bigger:base |")[1]  # the same model: as base

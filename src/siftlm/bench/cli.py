@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from siftlm.bench.config import add_arguments, from_arguments
+from siftlm.bench.config import BenchConfig, add_arguments, from_arguments
 
 # The demo: a small version of the benchmark, end to end on the embedded defaults.
 DEMO = {
@@ -30,7 +30,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from siftlm.bench import make_report
 
-    print(make_report(args.folder))
+    print(make_report(args.folder, compare=args.compare))
     return 0
 
 
@@ -100,6 +100,13 @@ def register(subparsers) -> None:
 
     report = subparsers.add_parser("report", help="rebuild report.md and plots of a bench run")
     report.add_argument("folder", help="the bench's results folder (its --out)")
+    report.add_argument(
+        "--compare",
+        nargs="+",
+        default=(),
+        metavar="FOLDER",
+        help="other bench folders whose methods join the table as <model>:<method>",
+    )
     report.set_defaults(func=_report)
 
     demo = subparsers.add_parser(
@@ -121,8 +128,8 @@ def register(subparsers) -> None:
     generate.add_argument("--method", default="sift")
     generate.add_argument("-n", type=int, default=20, help="sequences to train on")
     generate.add_argument("-k", type=int, default=100, help="candidates from the index")
-    generate.add_argument("--lambda", dest="lambda_", type=float, default=0.01)
-    generate.add_argument("--lr", type=float, default=5e-5)
+    generate.add_argument("--lambda", dest="lambda_", type=float, default=BenchConfig.lambda_)
+    generate.add_argument("--lr", type=float, default=BenchConfig.lr)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--max-new-tokens", type=int, default=60)
     generate.add_argument(

@@ -8,6 +8,7 @@ are compared).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,16 +74,29 @@ def _plot_uncertainty(reduction: np.ndarray, gain: np.ndarray, rho: float, path:
     plt.close(fig)
 
 
-def make_report(folder: str | Path) -> str:
-    """Write ``report.md`` (and plots) into ``folder``; returns the markdown."""
+def _config(folder: Path) -> dict:
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def make_report(folder: str | Path, compare: Sequence[str | Path] = ()) -> str:
+    """Write ``report.md`` (and plots) into ``folder``; returns the markdown.
+
+    ``compare``: other bench folders (e.g. a larger model's ``base``) whose methods join
+    the table as ``<model>:<method>`` columns, on the documents that all have.
+    """
     folder = Path(folder)
-    by_method = common_documents(load_results(folder))
+    config = _config(folder)
+    results = load_results(folder)
+    order = [m for m in config.get("methods", []) if m in results]
+    results = {m: results[m] for m in order + sorted(set(results) - set(order))}
+    for other in map(Path, compare):
+        model = _config(other).get("model", other.name)
+        for method, found in load_results(other).items():
+            results[f"{model}:{method}"] = found
+    by_method = common_documents(results)
     if not by_method or not next(iter(by_method.values())):
         raise ValueError(f"{folder}: no document has results for every method yet")
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    order = [m for m in config.get("methods", []) if m in by_method]
-    by_method = {m: by_method[m] for m in order + sorted(set(by_method) - set(order))}
     n_docs = len(next(iter(by_method.values())))
     lines = [
         f"# Benchmark: {config.get('model', '?')} on the {config.get('split', '?')} split",
