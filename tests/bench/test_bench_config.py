@@ -28,3 +28,19 @@ def test_documents_come_in_rounds_over_the_domains():
     assert len({d.id for d in picked}) == len(picked)
     only = pick_documents(BenchConfig(split="validation", domains=(domains[0],)))
     assert {d.domain for d in only} == {domains[0]} and len(only) > 2
+
+
+def test_every_worker_covers_every_domain():
+    from siftlm.bench.runner import shard
+    from siftlm.data import Document
+
+    documents = [
+        Document(id=f"{d}{j}", domain=d, source="s", license="CC0", text="x")
+        for j in range(3)
+        for d in "abcd"
+    ]
+    shares = [shard(documents, rank, 2) for rank in (0, 1)]
+    assert sorted(d.id for s in shares for d in s) == sorted(d.id for d in documents)
+    assert all({d.domain for d in s} == set("abcd") for s in shares)
+    assert [d.id for d in shares[0]] == ["a0", "c0", "b1", "d1", "a2", "c2"]
+    assert shard(documents, 0, 1) == documents

@@ -40,6 +40,22 @@ def pick_documents(config: BenchConfig) -> list[Document]:
     return [docs[i] for i in range(depth) for docs in by_domain.values() if i < len(docs)]
 
 
+def shard(documents: list[Document], rank: int, world_size: int) -> list[Document]:
+    """Worker ``rank``'s share: the j-th document of the i-th domain (in order of first
+    appearance) goes to worker (i + j) mod ``world_size``, so that every worker covers
+    every domain, also when the number of domains is a multiple of ``world_size``."""
+    seen: dict[str, int] = defaultdict(int)
+    domain_index: dict[str, int] = {}
+    mine = []
+    for document in documents:
+        i = domain_index.setdefault(document.domain, len(domain_index))
+        j = seen[document.domain]
+        seen[document.domain] += 1
+        if (i + j) % world_size == rank:
+            mine.append(document)
+    return mine
+
+
 def open_store(store: str | None, tokenizer: str = "models/house-small"):
     """The datastore at ``store``; by default the embedded memory store, built if missing."""
     from siftlm.datastore import Datastore
@@ -77,7 +93,7 @@ def run_bench(
 
     ``model``/``tokenizer``/``store``/``documents`` may be passed in (tests, notebooks);
     otherwise they come from ``config.model``, ``config.store`` and ``config.split``.
-    This worker takes every ``world_size``-th document from ``rank``.
+    This worker takes its share of the documents (``shard``).
     """
     from tqdm.auto import tqdm
 
@@ -101,7 +117,7 @@ def run_bench(
     results = ResultsFile(results_path(out, config.rank, config.world_size))
     if documents is None:
         documents = pick_documents(config)
-    documents = documents[config.rank :: config.world_size]
+    documents = shard(documents, config.rank, config.world_size)
     todo = [
         (document, method)
         for document in documents
