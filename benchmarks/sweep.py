@@ -123,13 +123,13 @@ def run(args: argparse.Namespace) -> None:
 
 def load_stage(points):
     """Learning curves and results of finished grid points."""
-    from siftlm.bench import load_results
+    from siftlm.bench import load_results, pick_documents
     from siftlm.evaluation import learning_curve
 
     curves, results = {}, {}
     for label, overrides in points:
         found = load_results(OUT / "runs" / label).get(overrides["methods"][0], [])
-        expected = 14 * DOCS_PER_DOMAIN
+        expected = len(pick_documents(bench_config(label, overrides)))
         if len(found) < expected:
             raise SystemExit(f"{label}: {len(found)} of {expected} documents done; run first")
         curves[label], results[label] = learning_curve(found), found
@@ -156,10 +156,14 @@ def choose_lr(curves) -> float:
     return min(scores, key=scores.get)
 
 
+def _value_at(steps, values, step: int) -> float:
+    """``values[i]`` of the last scored ``steps[i]`` at or before ``step``."""
+    return float(values[int(np.searchsorted(steps, step, side="right")) - 1])
+
+
 def _at(curve, step: int) -> float:
-    """The aggregate bpb at ``step`` (the last scored step at or before it)."""
-    index = int(np.searchsorted(curve.steps, step, side="right")) - 1
-    return float(curve.bpb[index])
+    """The aggregate bpb of a ``Curve`` at ``step``."""
+    return _value_at(curve.steps, curve.bpb, step)
 
 
 def summarize(_: argparse.Namespace) -> None:
@@ -202,16 +206,14 @@ def summarize(_: argparse.Namespace) -> None:
     adaptive = []
     chosen = results[best["label"]]
     n_bytes = sum(r.n_bytes for r in chosen)
+    variances = torch.tensor([r.variances[:n] for r in chosen], dtype=torch.float64)
     for alpha in ALPHAS:
-        nll, steps = 0.0, []
-        for r in chosen:
-            variances = torch.tensor([r.variances[:n]], dtype=torch.float64)
-            stop = int(adaptive_steps(variances, alpha)[0])
-            steps.append(stop)
-            index = int(np.searchsorted(r.curve_steps, stop, side="right")) - 1
-            nll += r.curve[index]
+        stops = adaptive_steps(variances, alpha).tolist()  # per document
+        nll = sum(
+            _value_at(r.curve_steps, r.curve, stop) for r, stop in zip(chosen, stops, strict=True)
+        )
         adaptive.append(
-            {"alpha": alpha, "bpb": nll / (LN2 * n_bytes), "mean_steps": float(np.mean(steps))}
+            {"alpha": alpha, "bpb": nll / (LN2 * n_bytes), "mean_steps": float(np.mean(stops))}
         )
     target = _at(curve, n)
     fits = [a for a in adaptive if a["bpb"] <= target * (1 + ALPHA_TOLERANCE)]

@@ -28,12 +28,22 @@ def results_path(folder: str | Path, rank: int = 0, world_size: int = 1) -> Path
     return Path(folder) / name
 
 
-def _complete_records(path: Path):
-    """The records of ``path``'s complete lines (a torn last line is skipped)."""
-    data = path.read_bytes()
-    for line in data[: data.rfind(b"\n") + 1].splitlines():
-        if line.strip():
+def _complete_records(path: Path, data: bytes | None = None):
+    """The records of ``path``'s complete lines (everything after the last newline is a
+    torn write of a run still in progress, and is skipped). A complete line that is not
+    JSON is an error naming the file and line: the file was altered."""
+    if data is None:
+        data = path.read_bytes()
+    for number, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             yield json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path}: line {number} is not valid JSON ({error}); "
+                "the file was altered, not just interrupted"
+            ) from error
 
 
 class ResultsFile:
@@ -51,19 +61,9 @@ class ResultsFile:
 
     def _recover(self) -> None:
         data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
-        for number, line in enumerate(data[:end].splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"{self.path}: line {number} is not valid JSON ({error}); "
-                    "the file was altered, not just interrupted"
-                ) from error
-            self.done.add((record["method"], record["doc_id"]))
-        if end < len(data):
+        self.done.update((r["method"], r["doc_id"]) for r in _complete_records(self.path, data))
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # drop the torn write, so that appends start on a new line
             with open(self.path, "r+b") as handle:
                 handle.truncate(end)
 

@@ -182,6 +182,8 @@ class TestTimeTrainer:
                     context, placed = self._context(adaptation, room)
                     nll = self._score(tokens, context)
                     n_context = len(placed)
+                    if on_step is not None:  # nothing trained: the curve is this one point
+                        points[0] = nll
         return DocumentResult(
             doc_id=doc_id,
             domain=domain,
@@ -196,8 +198,8 @@ class TestTimeTrainer:
             posterior_variance=adaptation.posterior_variance,
             selected_ids=tuple(item.id for item in adaptation.memory),
             timings=adaptation.timings,
-            curve=tuple(points.values()) if points else ((nll,) if curve is not False else None),
-            curve_steps=tuple(points) if points else ((0,) if curve is not False else None),
+            curve=tuple(points.values()) if on_step is not None else None,
+            curve_steps=tuple(points) if on_step is not None else None,
             variances=adaptation.variances or None,
         )
 
@@ -277,8 +279,7 @@ class TestTimeTrainer:
             )
             n_used = int(selection.steps)  # adaptive SIFT stops early
             positions = [int(i) for i in _as_list(selection.indices)[:n_used]]
-            variances = _as_list(selection.variances)
-            adaptation.variances = tuple(float(v) for v in variances[:n_used])
+            adaptation.variances = tuple(float(v) for v in _as_list(selection.variances)[:n_used])
         ids, scores = _as_list(hits.ids[0]), _as_list(hits.scores[0])
         doc_ids = getattr(hits, "doc_ids", None)
         adaptation.memory = tuple(
@@ -293,7 +294,7 @@ class TestTimeTrainer:
         )
         adaptation.prior_variance = float(selection.prior_variances)
         adaptation.posterior_variance = (
-            float(variances[n_used - 1]) if n_used else adaptation.prior_variance
+            adaptation.variances[-1] if adaptation.variances else adaptation.prior_variance
         )
         # tokens for training, or for the context in context mode
         with self._stage(timings, "train" if config.trains else "evaluate"):
