@@ -138,6 +138,18 @@ def test_resume_with_another_configuration_is_refused(tmp_path, setup):
         run(config(tmp_path, lr=1e-2), setup)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"), [("store_chunks_sha256", "0" * 64), ("n_parameters", 123)]
+)
+def test_resume_with_another_store_or_model_is_refused(tmp_path, setup, key, value):
+    out = run(config(tmp_path), setup)
+    saved = json.loads((out / "config.json").read_text())
+    saved[key] = value
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=f"another model or datastore \\({key}: "):
+        run(config(tmp_path), setup)
+
+
 def test_altered_results_file_is_reported(tmp_path, setup):
     out = run(config(tmp_path), setup)
     path = out / "results.jsonl"
@@ -155,6 +167,20 @@ def test_report_has_the_domain_table_and_plots(tmp_path, setup):
     assert (out / "curves.png").stat().st_size > 0
     assert (out / "uncertainty.png").stat().st_size > 0
     assert (out / "report.md").read_text() == markdown
+    assert "Redundancy of the picks not computed: the run's config names no datastore" in markdown
+
+
+def test_report_measures_the_redundancy_of_the_picks(tmp_path, setup):
+    out = run(config(tmp_path), setup)
+    memory = setup[2]
+    markdown = make_report(out, store=memory)
+    assert "| method | distinct sequences | mean pairwise cosine | near-copy pairs |" in markdown
+    section = markdown.split("## Redundancy of the picks")[1].split("##")[0]
+    methods = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ")]
+    assert methods == ["| method", "| ---", "| nn", "| sift"]  # base trains on nothing
+    assert "| nn | 100% |" in section  # nn picks each candidate once
+    assert "SIFT's gain over nn per prompt" in markdown
+    assert (out / "redundancy.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

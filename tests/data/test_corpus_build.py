@@ -65,7 +65,11 @@ def _b64(number: int) -> str:
 
 
 def test_read_dictd(tmp_path):
-    entries = [("00-database-info", "meta"), ("apple", "apple\n  A fruit."), ("bee", "bee\n  An insect.")]
+    entries = [
+        ("00-database-info", "meta"),
+        ("apple", "apple\n  A fruit."),
+        ("bee", "bee\n  An insect."),
+    ]
     data, index = b"", []
     for word, definition in entries:
         encoded = definition.encode()
@@ -90,7 +94,9 @@ def _toy_documents(domains=("alpha", "beta"), per_domain=120):
         # exact copies (up to whitespace) of one text: never evaluation documents
         copy = "the same license text " * 40
         documents.append(Document(f"{domain}/copy-a", domain, "toy 1", "MIT", copy))
-        documents.append(Document(f"{domain}/copy-b", domain, "toy 1", "MIT", copy.replace(" ", "  ")))
+        documents.append(
+            Document(f"{domain}/copy-b", domain, "toy 1", "MIT", copy.replace(" ", "  "))
+        )
     return documents
 
 
@@ -108,7 +114,9 @@ def test_assign_splits_rules():
         assert assignment[f"{domain}/copy-b"] in ("pretrain", "memory")
     training = {text_key(d.text) for d in documents if assignment[d.id] in ("pretrain", "memory")}
     assert not any(
-        text_key(d.text) in training for d in documents if assignment[d.id] in ("validation", "test")
+        text_key(d.text) in training
+        for d in documents
+        if assignment[d.id] in ("validation", "test")
     )
 
 
@@ -152,12 +160,17 @@ def test_small_domain_rebuilds_identically(tmp_path):
 def test_rebuild_matches_the_committed_corpus(tmp_path):
     _require_installed("fortunes", "dict-devil", "dict-foldoc", "dict-jargon")
     manifest = json.loads((default_corpus_dir() / MANIFEST).read_text())
-    sources = {d.source for d in build_domains(["fortunes"], BuildContext(tmp_path, log=lambda _: None))["fortunes"]}
+    sources = {
+        d.source
+        for d in build_domains(["fortunes"], BuildContext(tmp_path, log=lambda _: None))["fortunes"]
+    }
     from siftlm.data import load_corpus
 
     committed_sources = {d.source for d in load_corpus("memory", domains=["fortunes"])}
     if sources != committed_sources:
-        pytest.skip(f"installed package versions {sources} differ from the build's {committed_sources}")
+        pytest.skip(
+            f"installed package versions {sources} differ from the build's {committed_sources}"
+        )
     same = check_rebuild(BuildContext(tmp_path, log=lambda line: None), ["fortunes", "glossary"])
     assert same == {"fortunes": True, "glossary": True}
     assert set(manifest["domain_sha256"]) >= {"fortunes", "glossary"}
@@ -191,8 +204,10 @@ def test_package_license_from_copyright_files(tmp_path, monkeypatch):
 def test_plays_are_cut_at_scenes():
     from siftlm.data.sources import _split_scenes
 
-    play = "TITLE\n\nPersons.\n\nACT I.\n\nScene I. A room.\n\n" + "Line.\n" * 50 + (
-        "\nScene II. Elsewhere.\n\n" + "Other line.\n" * 50
+    play = (
+        "TITLE\n\nPersons.\n\nACT I.\n\nScene I. A room.\n\n"
+        + "Line.\n" * 50
+        + ("\nScene II. Elsewhere.\n\n" + "Other line.\n" * 50)
     )
     scenes = _split_scenes(play)
     assert len(scenes) == 2

@@ -45,7 +45,9 @@ def test_domain_filter():
     documents = load_corpus("validation", domains=["math", "legal"])
     assert {document.domain for document in documents} == {"math", "legal"}
     everything = load_corpus("validation")
-    assert documents == [document for document in everything if document.domain in ("math", "legal")]
+    assert documents == [
+        document for document in everything if document.domain in ("math", "legal")
+    ]
 
 
 @pytest.mark.parametrize("split", ["train", "TEST", ""])

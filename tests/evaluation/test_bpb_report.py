@@ -14,6 +14,7 @@ from siftlm.evaluation import (
     correlation,
     domain_table,
     learning_curve,
+    redundancy,
     relative_to_base,
     time_shares,
     uncertainty_gain,
@@ -158,3 +159,23 @@ def test_time_shares():
     assert sum(v for k, v in shares.items() if k != "overhead") == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no time"):
         time_shares(BASE)
+
+
+def test_redundancy_of_picks_by_hand():
+    # ids 0 and 1 are near copies (cosine 1), 2 is orthogonal to both, 3 is another vector
+    vectors = np.array([[1, 0], [1, 0], [0, 1], [0.6, 0.8]], dtype=np.float16)
+    picks = [
+        dataclasses.replace(SIFT[0], selected_ids=(0, 1, 2, 0)),
+        dataclasses.replace(SIFT[1], selected_ids=(3,)),
+        dataclasses.replace(SIFT[2], selected_ids=(2, 3)),
+    ]
+    found = redundancy(picks, vectors, threshold=0.98)
+    assert found.doc_ids == ["a", "b", "c"]
+    assert found.distinct[0] == pytest.approx(3 / 4)
+    # pairs (0,1) 1, (0,2) 0, (0,0) 1 (again), (1,2) 0, (1,0) 1, (2,0) 0
+    assert found.mean_cosine[0] == pytest.approx(3 / 6)
+    assert found.near_copies[0] == 2  # (0,1) and (1,0): different sequences, cosine 1
+    assert math.isnan(found.mean_cosine[1]) and found.near_copies[1] == 0
+    assert found.mean_cosine[2] == pytest.approx(0.8, abs=1e-3) and found.near_copies[2] == 0
+    with pytest.raises(ValueError, match="selected id 7 is not in a store of 4"):
+        redundancy([dataclasses.replace(SIFT[0], selected_ids=(0, 7))], vectors)

@@ -20,17 +20,19 @@ DEMO = {
 
 def _bench(args: argparse.Namespace) -> int:
     from siftlm.bench import make_report, run_bench
+    from siftlm.bench.results import results_path
 
-    out = run_bench(from_arguments(args))
+    config = from_arguments(args)
+    out = run_bench(config)
     print(make_report(out))
-    print(f"results: {out}/results.jsonl, report: {out}/report.md")
+    print(f"results: {results_path(out, config.rank, config.world_size)}, report: {out}/report.md")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from siftlm.bench import make_report
 
-    print(make_report(args.folder, compare=args.compare))
+    print(make_report(args.folder, compare=args.compare, store=args.store))
     return 0
 
 
@@ -93,7 +95,8 @@ def register(subparsers) -> None:
         "bench",
         help="evaluate test-time fine-tuning methods by bits per byte (resumable)",
         description="Every method on every document of a split; results are appended to "
-        "OUT/results.jsonl, and a rerun resumes where a run stopped.",
+        "OUT/results.jsonl (OUT/results-R-of-W.jsonl for worker R of W), and a rerun "
+        "resumes where a run stopped.",
     )
     add_arguments(bench)
     bench.set_defaults(func=_bench)
@@ -106,6 +109,12 @@ def register(subparsers) -> None:
         default=(),
         metavar="FOLDER",
         help="other bench folders whose methods join the table as <model>:<method>",
+    )
+    report.add_argument(
+        "--store",
+        default=None,
+        help="the datastore the run selected from, for the redundancy of the picks "
+        "(default: the one its config.json names)",
     )
     report.set_defaults(func=_report)
 

@@ -1,4 +1,4 @@
-"""The report of a benchmark run: a markdown file and plots, made from ``results.jsonl``.
+"""The report of a benchmark run: a markdown file and plots, made from the ``results*.jsonl`` files.
 
 Everything here is derived from the saved results (``siftlm report DIR`` rebuilds it at
 any time, also while a run is still going: only documents that every method finished
@@ -10,23 +10,29 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from siftlm.bench.results import load_results
+from siftlm.datastore.store import CHUNKS_FILE
 from siftlm.evaluation import (
+    LN2,
     Curve,
     aggregate_bpb,
     common_documents,
     correlation,
     domain_table,
     learning_curve,
+    redundancy,
     time_shares,
     uncertainty_gain,
 )
 
 CURVES_PNG = "curves.png"
 UNCERTAINTY_PNG = "uncertainty.png"
+REDUNDANCY_PNG = "redundancy.png"
+NEAR_COPY = 0.98  # cosine at or above which two training sequences count as near copies
 
 
 def _plot_curves(curves: dict[str, Curve], base_bpb: float | None, path: Path) -> None:
@@ -74,16 +80,113 @@ def _plot_uncertainty(reduction: np.ndarray, gain: np.ndarray, rho: float, path:
     plt.close(fig)
 
 
+def _plot_redundancy(copies: np.ndarray, advantage: np.ndarray, rho: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.scatter(copies, advantage, s=10, alpha=0.6)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xlabel(f"pairs of near copies among nn's picks (cosine ≥ {NEAR_COPY})")
+    ax.set_ylabel("SIFT's gain over nn  (nn bpb − SIFT bpb)")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_title(f"nn's near copies vs SIFT's gain (Spearman ρ = {rho:.2f})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _standard_error(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def _store_embeddings(config: dict, store):
+    """(embeddings, where) of the store that the run selected from, or (None, why not).
+    ``store``: a path, an opened store (anything with ``embeddings``), or None for the
+    path in the run's config."""
+    from siftlm.datastore import Datastore
+
+    if store is not None and not isinstance(store, (str, Path)):
+        return store.embeddings, "the given store"
+    path = store if store is not None else config.get("store_path")
+    if not path:
+        return None, "the run's config names no datastore folder (pass --store)"
+    try:
+        opened = Datastore.open(path, verify=False)
+    except (FileNotFoundError, ValueError) as error:
+        return None, f"its datastore is not available ({error})"
+    recorded = config.get("store_chunks_sha256")
+    if recorded and recorded != opened.manifest.files.get(CHUNKS_FILE, {}).get("sha256"):
+        return None, f"the store at {path} holds other chunks than the run's"
+    return opened.embeddings, f"`{path}`"
+
+
+def _redundancy_lines(by_method: dict, embeddings: np.ndarray, where: str, png: Path) -> list[str]:
+    trained = [m for m, rs in by_method.items() if any(r.steps > 1 for r in rs)]
+    if not trained:
+        return []
+    lines = [
+        "## Redundancy of the picks",
+        "",
+        "Per prompt, over the pairs of training steps: the mean cosine of their sequences "
+        "(a sequence trained on again counts as cosine 1) and the number of pairs of two "
+        f"different stored sequences that are near copies (cosine ≥ {NEAR_COPY}: duplicates "
+        f"in the datastore), under the store's embedder ({where}); means over prompts.",
+        "",
+        "| method | distinct sequences | mean pairwise cosine | near-copy pairs |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    found = {}
+    for method in trained:
+        found[method] = redundancy(by_method[method], embeddings, NEAR_COPY)
+        r = found[method]
+        lines.append(
+            f"| {method} | {100 * np.nanmean(r.distinct):.0f}% | {np.nanmean(r.mean_cosine):.3f} "
+            f"| {r.near_copies.mean():.1f} |"
+        )
+    lines.append("")
+    if "nn" in found and "sift" in by_method:
+        nn = {r.doc_id: r for r in by_method["nn"]}
+        sift = {r.doc_id: r for r in by_method["sift"]}
+        bpb = lambda r: r.nll_nats / (LN2 * r.n_bytes)  # noqa: E731
+        advantage = np.array([bpb(nn[d]) - bpb(sift[d]) for d in found["nn"].doc_ids])
+        copies = found["nn"].near_copies
+        if len(advantage) >= 2:
+            pearson, spearman = correlation(copies, advantage)
+            _plot_redundancy(copies, advantage, spearman, png)
+            lines += [
+                f"![redundancy vs advantage]({png.name})",
+                "",
+                f"- SIFT's gain over nn per prompt against the near-copy pairs among nn's picks: "
+                f"Spearman {spearman:.3f}, Pearson {pearson:.3f} over {len(advantage)} documents",
+            ]
+            for label, group in (("no near copies", copies == 0), ("near copies", copies > 0)):
+                if group.any():
+                    lines.append(
+                        f"- prompts whose nn picks hold {label}: {int(group.sum())}, SIFT's mean "
+                        f"gain over nn {advantage[group].mean():+.4f} bpb "
+                        f"(± {_standard_error(advantage[group]):.4f})"
+                    )
+            lines.append("")
+    return lines
+
+
 def _config(folder: Path) -> dict:
     path = folder / "config.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def make_report(folder: str | Path, compare: Sequence[str | Path] = ()) -> str:
+def make_report(folder: str | Path, compare: Sequence[str | Path] = (), store: Any = None) -> str:
     """Write ``report.md`` (and plots) into ``folder``; returns the markdown.
 
     ``compare``: other bench folders (e.g. a larger model's ``base``) whose methods join
     the table as ``<model>:<method>`` columns, on the documents that all have.
+    ``store``: the datastore the run selected from (a folder or an opened store; default:
+    the folder its config names), for the redundancy of the picks; that section is
+    skipped, with the reason, where the store is not available.
     """
     folder = Path(folder)
     config = _config(folder)
@@ -104,7 +207,7 @@ def make_report(folder: str | Path, compare: Sequence[str | Path] = ()) -> str:
         f"{n_docs} documents; n = {config.get('n')}, K = {config.get('k')}, "
         f"λ = {config.get('lambda_')}, lr = {config.get('lr')}, α = {config.get('alpha')} "
         "(sift-adaptive). Cells: bits per byte (% of base ± standard error across "
-        "documents, paired). Made by `siftlm report` from `results.jsonl`.",
+        "documents, paired). Made by `siftlm report` from the folder's `results*.jsonl`.",
         "",
         domain_table(by_method).to_markdown(),
         "",
@@ -146,7 +249,13 @@ def make_report(folder: str | Path, compare: Sequence[str | Path] = ()) -> str:
             f"- {method}: Pearson {pearson:.3f}, Spearman {spearman:.3f} over {len(pairs.gain)} "
             "documents"
         )
-    lines += ["", "## Time per prompt", "", "| method | s/prompt | search+select+restore |"]
+    embeddings, where = _store_embeddings(config, store)
+    lines.append("")
+    if embeddings is None:
+        lines += [f"(Redundancy of the picks not computed: {where}.)", ""]
+    else:
+        lines += _redundancy_lines(by_method, embeddings, where, folder / REDUNDANCY_PNG)
+    lines += ["## Time per prompt", "", "| method | s/prompt | search+select+restore |"]
     lines.append("| --- | ---: | ---: |")
     for method, results in by_method.items():
         shares = time_shares(results)

@@ -1,4 +1,4 @@
-"""Run the benchmark: every method on every document, appended to ``results.jsonl``.
+"""Run the benchmark: every method on every document, appended to ``results*.jsonl``.
 
 The loop is document-major (all methods on one document, then the next), so that an
 interrupted run still holds complete, paired comparisons for the documents it finished.
@@ -71,10 +71,37 @@ def open_store(store: str | None, tokenizer: str = "models/house-small"):
     return Datastore.build("minipile", path, tokenizer=tokenizer)
 
 
+# What a resumed run must share with the saved one besides the configuration's values:
+# the model's size and the store's chunks (selected ids index them).
+_SAME_ON_RESUME = ("n_parameters", "store_chunks_sha256")
+
+
+def _chunks_sha256(store) -> str | None:
+    from siftlm.datastore.store import CHUNKS_FILE, Manifest
+
+    manifest = getattr(store, "manifest", None)  # a Datastore's; in-memory stores have none
+    return (
+        manifest.files.get(CHUNKS_FILE, {}).get("sha256")
+        if isinstance(manifest, Manifest)
+        else None
+    )
+
+
 def _write_config(config: BenchConfig, out: Path, extra: dict) -> None:
     path = out / "config.json"
     if path.exists():
         config.check_resumable(path)
+        saved = json.loads(path.read_text())
+        differ = [
+            f"{key}: {saved[key]!r} there, {extra[key]!r} now"
+            for key in _SAME_ON_RESUME
+            if saved.get(key) is not None and extra.get(key) != saved[key]
+        ]
+        if differ:
+            raise ValueError(
+                f"{out} holds results made with another model or datastore ({'; '.join(differ)}); "
+                "pass another --out to start a new run"
+            )
         return
     resolved = {
         **config.to_dict(),
@@ -112,7 +139,11 @@ def run_bench(
     _write_config(
         config,
         out,
-        {"store_path": str(getattr(store, "path", "")), "n_parameters": model.num_parameters()},
+        {
+            "store_path": str(getattr(store, "path", "")),
+            "store_chunks_sha256": _chunks_sha256(store),
+            "n_parameters": model.num_parameters(),
+        },
     )
     results = ResultsFile(results_path(out, config.rank, config.world_size))
     if documents is None:

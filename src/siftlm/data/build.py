@@ -200,7 +200,9 @@ def write_corpus(result: BuildResult, out_dir: Path, seed: int) -> None:
         "budget_mb": BUDGET_MB,
         "domain_sha256": result.domain_hashes,
         "files_sha256": {
-            f"{split}.parquet": hashlib.sha256((out_dir / f"{split}.parquet").read_bytes()).hexdigest()
+            f"{split}.parquet": hashlib.sha256(
+                (out_dir / f"{split}.parquet").read_bytes()
+            ).hexdigest()
             for split in SPLITS
         },
     }

@@ -36,7 +36,9 @@ def installed_versions() -> dict[str, str]:
             text=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError) as error:
-        raise RuntimeError(f"dpkg-query failed ({error}); the corpus builder needs Debian") from error
+        raise RuntimeError(
+            f"dpkg-query failed ({error}); the corpus builder needs Debian"
+        ) from error
     versions = {}
     for line in output.splitlines():
         name, version, status = line.split("\t")

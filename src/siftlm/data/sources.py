@@ -90,7 +90,9 @@ def source_code_c(context: BuildContext) -> list[Unit]:
             continue
         license_ = debian.package_license(package)
         text = clean(_read(path))
-        units.append(Unit(path.relative_to(root).as_posix(), debian.source_of(package), license_, text))
+        units.append(
+            Unit(path.relative_to(root).as_posix(), debian.source_of(package), license_, text)
+        )
     return units
 
 
@@ -203,11 +205,15 @@ def _debian_docs_units() -> list[Unit]:
 # lexical: dictd databases, entries grouped into documents
 
 
-def _dictd_units(stem: str, package: str, license_: str, target: int, prefix: str = "") -> list[Unit]:
+def _dictd_units(
+    stem: str, package: str, license_: str, target: int, prefix: str = ""
+) -> list[Unit]:
     entries = [definition for _, definition in read_dictd(Path("/usr/share/dictd") / stem)]
     source = debian.source_of(package)
     units = []
-    for index, group in enumerate(group_entries(entries, target_chars=target, max_chars=2 * target)):
+    for index, group in enumerate(
+        group_entries(entries, target_chars=target, max_chars=2 * target)
+    ):
         first_word = re.sub(r"\W+", "_", group.split("\n", 1)[0][:40]).strip("_")
         units.append(Unit(f"{prefix}{index:06d}-{first_word}", source, license_, group))
     return units

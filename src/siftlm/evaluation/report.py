@@ -226,6 +226,56 @@ def uncertainty_gain(results: Sequence[Any], base: Sequence[Any]) -> Uncertainty
     )
 
 
+class Redundancy(NamedTuple):
+    """Per prompt, how redundant a method's training sequences were; each shape (P,).
+
+    For the picks x_1..x_n of a prompt (its ``selected_ids``, one per gradient step) with
+    unit embeddings φ(x_i): ``distinct`` = |{x_i}| / n; ``mean_cosine`` = the mean of
+    φ(x_i)ᵀφ(x_j) over the n(n-1)/2 pairs i < j (NaN for n < 2), a sequence picked again
+    included; ``near_copies`` = the number of those pairs of two *different* stored
+    sequences with cosine >= the threshold (duplicates in the datastore).
+    """
+
+    doc_ids: list[Any]
+    distinct: np.ndarray
+    mean_cosine: np.ndarray
+    near_copies: np.ndarray
+
+
+def redundancy(
+    results: Sequence[Any], embeddings: np.ndarray, threshold: float = 0.98
+) -> Redundancy:
+    """The :class:`Redundancy` of each result's picks; ``embeddings`` (N, d) are the
+    datastore's unit vectors, indexed by ``selected_ids``."""
+    n_stored = len(embeddings)
+    distinct, mean_cosine, near_copies = [], [], []
+    for r in results:
+        ids = np.asarray(r.selected_ids, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= n_stored):
+            raise ValueError(
+                f"document {r.doc_id}: selected id {int(ids.max())} is not in a store of "
+                f"{n_stored} sequences (another store than the run's?)"
+            )
+        n = len(ids)
+        distinct.append(len(set(ids.tolist())) / n if n else math.nan)
+        if n < 2:
+            mean_cosine.append(math.nan)
+            near_copies.append(0)
+            continue
+        vectors = np.asarray(embeddings[ids], dtype=np.float32)
+        upper = np.triu_indices(n, k=1)
+        pairs = (vectors @ vectors.T)[upper]
+        different = ids[upper[0]] != ids[upper[1]]
+        mean_cosine.append(float(pairs.mean()))
+        near_copies.append(int((pairs[different] >= threshold).sum()))
+    return Redundancy(
+        doc_ids=[r.doc_id for r in results],
+        distinct=np.array(distinct, dtype=np.float64),
+        mean_cosine=np.array(mean_cosine, dtype=np.float64),
+        near_copies=np.array(near_copies, dtype=np.int64),
+    )
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Ranks from 0, ties given their average rank."""
     order = np.argsort(values, kind="stable")
