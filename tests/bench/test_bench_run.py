@@ -181,6 +181,8 @@ def test_report_measures_the_redundancy_of_the_picks(tmp_path, setup):
     assert "| nn | 100% |" in section  # nn picks each candidate once
     assert "SIFT's gain over nn per prompt" in markdown
     assert (out / "redundancy.png").stat().st_size > 0
+    missing = make_report(out, store=tmp_path / "no-store")
+    assert "not computed: its datastore is not available (no store at" in missing
 
 
 @pytest.mark.parametrize(
