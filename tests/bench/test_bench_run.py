@@ -164,6 +164,7 @@ def test_report_has_the_domain_table_and_plots(tmp_path, setup):
     assert "| domain | docs | base | nn | sift |" in markdown
     for kind in TOPICS:
         assert f"| {kind} | 2 |" in markdown
+    assert "| sift | nn | " in markdown.split("## Paired comparisons")[1]
     assert (out / "curves.png").stat().st_size > 0
     assert (out / "uncertainty.png").stat().st_size > 0
     assert (out / "report.md").read_text() == markdown
@@ -207,3 +208,5 @@ def test_report_compares_with_another_run(tmp_path, setup):
     markdown = make_report(out, compare=[other])
     assert "| domain | docs | base | nn | sift | bigger:base |" in markdown
     assert "100.0%" in markdown.split("bigger:base |")[1]  # the same model: as base
+    # the same model, so base against bigger:base is equal on every document
+    assert "| base | bigger:base | 100.0% ± 0.0 | 0 / 6 of 6 |" in markdown

@@ -25,6 +25,7 @@ from siftlm.evaluation import (
     domain_table,
     learning_curve,
     redundancy,
+    relative_to_base,
     time_shares,
     uncertainty_gain,
 )
@@ -174,6 +175,36 @@ def _redundancy_lines(by_method: dict, embeddings: np.ndarray, where: str, png: 
     return lines
 
 
+# (method, against): the comparisons that the paper's claims are about
+PAIRS = (("sift", "nn"), ("sift", "us"), ("sift", "random"), ("sift-adaptive", "sift"))
+
+
+def _paired_lines(by_method: dict) -> list[str]:
+    """Method against method on the same documents: the ratio of their bits with its
+    paired standard error, and on how many documents the first is better."""
+    pairs = [p for p in PAIRS if p[0] in by_method and p[1] in by_method]
+    compared = [m for m in by_method if m.endswith(":base")]  # other models (--compare)
+    pairs += [(m, other) for other in compared for m in ("base", "sift") if m in by_method]
+    if not pairs:
+        return []
+    lines = [
+        "## Paired comparisons",
+        "",
+        "| method | against | bits, % of against's (± paired SE) | documents better / equal |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for mine, theirs in pairs:
+        ratio = relative_to_base(by_method[mine], by_method[theirs])
+        theirs_by_doc = {r.doc_id: r.nll_nats for r in by_method[theirs]}
+        better = sum(r.nll_nats < theirs_by_doc[r.doc_id] for r in by_method[mine])
+        equal = sum(r.nll_nats == theirs_by_doc[r.doc_id] for r in by_method[mine])
+        lines.append(
+            f"| {mine} | {theirs} | {ratio.value:.1f}% ± {ratio.se:.1f} "
+            f"| {better} / {equal} of {len(by_method[mine])} |"
+        )
+    return lines + [""]
+
+
 def _config(folder: Path) -> dict:
     path = folder / "config.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -212,6 +243,7 @@ def make_report(folder: str | Path, compare: Sequence[str | Path] = (), store: A
         domain_table(by_method).to_markdown(),
         "",
     ]
+    lines += _paired_lines(by_method)
     base = by_method.get("base")
     base_bpb = None
     if base is not None:
