@@ -132,20 +132,36 @@ class BenchConfig:
             for key, value in dataclasses.asdict(self).items()
         }
 
-    def check_resumable(self, path: Path) -> None:
-        """Fail if ``path`` (a saved config.json) was made with other result-affecting values."""
+    def check_resumable(self, path: Path, facts: dict[str, Any] | None = None) -> None:
+        """Fail if ``path`` (a saved config.json) was made with other result-affecting
+        values, or with other ``facts`` of the run (e.g. the model's size, the store's
+        chunks; a fact that the saved file does not record is not compared)."""
         saved = json.loads(path.read_text())
         mine = self.to_dict()
-        differ = [
-            f"{key}: {saved.get(key)!r} there, {mine[key]!r} now"
-            for key in mine
-            if key not in _RUN_ONLY and key in saved and saved[key] != mine[key]
-        ]
-        if differ:
-            raise ValueError(
-                f"{path.parent} holds results of another configuration ({'; '.join(differ)}); "
-                "pass another --out to start a new run"
-            )
+
+        def refuse(what: str, differ: list[str]) -> None:
+            if differ:
+                raise ValueError(
+                    f"{path.parent} holds results {what} ({'; '.join(differ)}); "
+                    "pass another --out to start a new run"
+                )
+
+        refuse(
+            "of another configuration",
+            [
+                f"{key}: {saved.get(key)!r} there, {mine[key]!r} now"
+                for key in mine
+                if key not in _RUN_ONLY and key in saved and saved[key] != mine[key]
+            ],
+        )
+        refuse(
+            "made with another model or datastore",
+            [
+                f"{key}: {saved[key]!r} there, {value!r} now"
+                for key, value in (facts or {}).items()
+                if saved.get(key) is not None and saved[key] != value
+            ],
+        )
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:

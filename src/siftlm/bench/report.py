@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 
 from siftlm.bench.results import load_results
-from siftlm.datastore.store import CHUNKS_FILE
 from siftlm.evaluation import (
-    LN2,
     Curve,
     aggregate_bpb,
+    bits_per_byte,
     common_documents,
     correlation,
     domain_table,
@@ -120,7 +119,7 @@ def _store_embeddings(config: dict, store):
     except (FileNotFoundError, ValueError) as error:
         return None, f"its datastore is not available ({error})"
     recorded = config.get("store_chunks_sha256")
-    if recorded and recorded != opened.manifest.files.get(CHUNKS_FILE, {}).get("sha256"):
+    if recorded and recorded != opened.manifest.chunks_sha256:
         return None, f"the store at {path} holds other chunks than the run's"
     return opened.embeddings, f"`{path}`"
 
@@ -152,8 +151,13 @@ def _redundancy_lines(by_method: dict, embeddings: np.ndarray, where: str, png: 
     if "nn" in found and "sift" in by_method:
         nn = {r.doc_id: r for r in by_method["nn"]}
         sift = {r.doc_id: r for r in by_method["sift"]}
-        bpb = lambda r: r.nll_nats / (LN2 * r.n_bytes)  # noqa: E731
-        advantage = np.array([bpb(nn[d]) - bpb(sift[d]) for d in found["nn"].doc_ids])
+        advantage = np.array(
+            [
+                bits_per_byte(nn[d].nll_nats, nn[d].n_bytes)
+                - bits_per_byte(sift[d].nll_nats, sift[d].n_bytes)
+                for d in found["nn"].doc_ids
+            ]
+        )
         copies = found["nn"].near_copies
         if len(advantage) >= 2:
             pearson, spearman = correlation(copies, advantage)

@@ -77,31 +77,16 @@ _SAME_ON_RESUME = ("n_parameters", "store_chunks_sha256")
 
 
 def _chunks_sha256(store) -> str | None:
-    from siftlm.datastore.store import CHUNKS_FILE, Manifest
+    from siftlm.datastore.store import Manifest
 
     manifest = getattr(store, "manifest", None)  # a Datastore's; in-memory stores have none
-    return (
-        manifest.files.get(CHUNKS_FILE, {}).get("sha256")
-        if isinstance(manifest, Manifest)
-        else None
-    )
+    return manifest.chunks_sha256 if isinstance(manifest, Manifest) else None
 
 
 def _write_config(config: BenchConfig, out: Path, extra: dict) -> None:
     path = out / "config.json"
     if path.exists():
-        config.check_resumable(path)
-        saved = json.loads(path.read_text())
-        differ = [
-            f"{key}: {saved[key]!r} there, {extra[key]!r} now"
-            for key in _SAME_ON_RESUME
-            if saved.get(key) is not None and extra.get(key) != saved[key]
-        ]
-        if differ:
-            raise ValueError(
-                f"{out} holds results made with another model or datastore ({'; '.join(differ)}); "
-                "pass another --out to start a new run"
-            )
+        config.check_resumable(path, {key: extra[key] for key in _SAME_ON_RESUME})
         return
     resolved = {
         **config.to_dict(),

@@ -63,6 +63,11 @@ class Manifest:
     def embedder_name(self) -> str:
         return str(self.embedder["name"])
 
+    @property
+    def chunks_sha256(self) -> str | None:
+        """SHA-256 of ``chunks.arrow``: identifies the chunks and their ids."""
+        return self.files.get(CHUNKS_FILE, {}).get("sha256")
+
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
 

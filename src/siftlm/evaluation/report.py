@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from siftlm.evaluation.bpb import LN2
+from siftlm.evaluation.bpb import LN2, bits_per_byte
 
 ALL = "All"
 
@@ -217,8 +217,8 @@ def uncertainty_gain(results: Sequence[Any], base: Sequence[Any]) -> Uncertainty
     mine, theirs = _paired(results, base)
     if any(r.prior_variance is None for r in mine):
         raise ValueError("the results have no variances (the base method selects nothing)")
-    bpb = [r.nll_nats / (LN2 * r.n_bytes) for r in mine]
-    base_bpb = [r.nll_nats / (LN2 * r.n_bytes) for r in theirs]
+    bpb = [bits_per_byte(r.nll_nats, r.n_bytes) for r in mine]
+    base_bpb = [bits_per_byte(r.nll_nats, r.n_bytes) for r in theirs]
     return UncertaintyGain(
         doc_ids=[r.doc_id for r in theirs],
         reduction=np.array([r.prior_variance - r.posterior_variance for r in mine]),
@@ -251,9 +251,10 @@ def redundancy(
     distinct, mean_cosine, near_copies = [], [], []
     for r in results:
         ids = np.asarray(r.selected_ids, dtype=np.int64)
-        if len(ids) and (ids.min() < 0 or ids.max() >= n_stored):
+        outside = ids[(ids < 0) | (ids >= n_stored)]
+        if len(outside):
             raise ValueError(
-                f"document {r.doc_id}: selected id {int(ids.max())} is not in a store of "
+                f"document {r.doc_id}: selected id {int(outside[0])} is not in a store of "
                 f"{n_stored} sequences (another store than the run's?)"
             )
         n = len(ids)
