@@ -26,6 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from siftlm.hub import check_hub_name, did_you_mean
+
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -123,7 +125,13 @@ class SentenceTransformerEmbedder:
         self.name = canonical_name(spec)
         self.model_path = resolve_model_path(spec)
         self.revision = weights_revision(self.model_path)
-        self.model = SentenceTransformer(self.model_path, device=device)
+        local_only = check_embedder_spec(spec)
+        try:
+            self.model = SentenceTransformer(
+                self.model_path, device=device, local_files_only=local_only
+            )
+        except OSError as error:
+            raise FileNotFoundError(f"embedder {spec!r}: {str(error).splitlines()[0]}") from error
         self.model.eval()
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
@@ -232,8 +240,36 @@ def load_embedder(spec: str | Embedder = DEFAULT_EMBEDDER, device: str = "cpu") 
             raise TypeError(f"not an embedder: {spec!r}")
         return spec
     if spec.startswith("causal:"):
+        check_embedder_spec(spec)
         return CausalLMEmbedder(spec[len("causal:") :], device=device)
     return SentenceTransformerEmbedder(spec, device=device)
+
+
+def _known_embedders() -> list[str]:
+    from siftlm.models.loading import HOUSE_MODELS
+
+    return [DEFAULT_EMBEDDER, _MINILM, *(f"causal:models/{house}" for house in HOUSE_MODELS)]
+
+
+def check_embedder_spec(spec: str | Embedder) -> bool:
+    """Raise at once (with a suggestion) if the spec names no model that can be loaded: not
+    an alias, not a local folder, and not on a reachable hub nor in its cache.
+
+    Returns whether to load it with ``local_files_only`` (cached, hub off or unreachable).
+    """
+    if not isinstance(spec, str):
+        return False
+    if spec.lower() in _MINILM_ALIASES:
+        return False
+    path = spec[len("causal:") :] if spec.startswith("causal:") else spec
+    if Path(path).expanduser().exists():
+        return False
+    if spec.startswith("causal:"):
+        raise FileNotFoundError(
+            f"embedder {spec}: no such folder (causal:<folder> takes a local model folder)"
+            + did_you_mean(spec, _known_embedders())
+        )
+    return check_hub_name(spec, "embedder", _known_embedders(), filename="modules.json")
 
 
 def describe_spec(spec: str | Embedder) -> tuple[str, str]:
