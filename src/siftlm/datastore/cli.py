@@ -58,6 +58,12 @@ def register(subparsers) -> None:
     commands = index.add_subparsers(dest="index_command", metavar="ACTION")
     index.set_defaults(func=lambda args: index.print_help() or 2)
 
+    _add_build(commands)
+    _add_precompute(commands)
+    _add_info_and_search(commands)
+
+
+def _add_build(commands) -> None:
     build = commands.add_parser(
         "build",
         help="chunk, embed and index a corpus into a store folder",
@@ -77,6 +83,8 @@ def register(subparsers) -> None:
     add_build_options(build)
     build.set_defaults(func=_build)
 
+
+def _add_precompute(commands) -> None:
     precompute = commands.add_parser(
         "precompute",
         help="regenerate the shipped precomputed embeddings of the embedded corpus",
@@ -98,6 +106,8 @@ def register(subparsers) -> None:
     precompute.add_argument("--no-progress", dest="progress", action="store_false")
     precompute.set_defaults(func=_precompute)
 
+
+def _add_info_and_search(commands) -> None:
     info = commands.add_parser("info", help="manifest, counts per domain and sizes of a store")
     info.add_argument(
         "store", nargs="?", type=Path, help="store folder (default: the embedded corpus's)"
