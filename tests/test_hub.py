@@ -49,7 +49,7 @@ def test_unreachable_hub_is_refused_at_once(monkeypatch, online_env):
 
 
 def test_cached_model_loads_locally_when_the_hub_is_away(monkeypatch, online_env):
-    monkeypatch.setattr(hub, "in_cache", lambda repo, filename: True)
+    monkeypatch.setattr(hub, "in_cache", lambda repo, filenames: True)
     monkeypatch.setattr(hub, "hub_reachable", lambda: False)
     assert hub.check_hub_name("org/cached", "embedder") is True
     monkeypatch.setattr(hub, "hub_reachable", lambda: True)

@@ -59,12 +59,12 @@ def looks_like_path(spec: str, roots: Iterable[Path] = ()) -> bool:
     return "/" in spec and any((root / head).is_dir() for root in (Path.cwd(), *roots))
 
 
-def in_cache(repo_id: str, filename: str) -> bool:
-    """Whether ``filename`` of the hub model ``repo_id`` is in the local Hugging Face cache."""
+def in_cache(repo_id: str, filenames: tuple[str, ...]) -> bool:
+    """Whether one of ``filenames`` of the hub model ``repo_id`` is in the local cache."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+        return any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in filenames)
     except (ValueError, OSError):
         return False
 
@@ -85,16 +85,17 @@ def check_hub_name(
     spec: str,
     what: str,
     candidates: Iterable[str] = (),
-    filename: str = "config.json",
+    filenames: tuple[str, ...] = ("config.json",),
     roots: Iterable[Path] = (),
 ) -> bool:
     """For a ``spec`` that is not an existing local folder: raise at once if it cannot be
     loaded; else return whether to load it with ``local_files_only=True`` (it is cached
-    but the hub is off or unreachable). ``what`` names it in messages ("embedder")."""
+    but the hub is off or unreachable). ``what`` names it in messages ("embedder");
+    ``filenames``: any of them in the cache counts as cached."""
     candidates = list(candidates)
     if looks_like_path(spec, roots):
         raise FileNotFoundError(f"{what} {spec}: no such folder{did_you_mean(spec, candidates)}")
-    cached = in_cache(spec, filename)
+    cached = in_cache(spec, filenames)
     if _offline() or not hub_reachable():
         if cached:
             return True

@@ -79,7 +79,11 @@ def _from_hub(name: str, project_root: Path):
 
     houses = [f"models/{house}" for house in HOUSE_MODELS]
     local_only = check_hub_name(
-        name, "tokenizer", houses, filename="tokenizer_config.json", roots=[project_root]
+        name,
+        "tokenizer",
+        houses,
+        filenames=("tokenizer_config.json", "tokenizer.json"),
+        roots=[project_root],
     )
     try:
         return AutoTokenizer.from_pretrained(name, local_files_only=local_only)

@@ -287,7 +287,9 @@ def check_embedder_spec(spec: str | Embedder) -> bool:
             f"embedder {spec}: no such folder (causal:<folder> takes a local model folder)"
             + did_you_mean(spec, _known_embedders())
         )
-    return check_hub_name(spec, "embedder", _known_embedders(), filename="modules.json")
+    return check_hub_name(
+        spec, "embedder", _known_embedders(), filenames=("modules.json", "config.json")
+    )
 
 
 def describe_spec(spec: str | Embedder) -> tuple[str, str]:
