@@ -18,11 +18,16 @@ def unreachable_hub(monkeypatch):
     monkeypatch.setattr(hub, "hub_reachable", lambda: False)
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 def _build(tmp_path, documents, **options):
     build_store(documents[:2], tmp_path / "store", show_progress=False, **options)
 
 
-def test_unknown_tokenizer_offline(tmp_path, documents, tiny_embedder):
+def test_unknown_tokenizer_offline(tmp_path, documents, tiny_embedder, offline):
     with pytest.raises(FileNotFoundError, match="tokenizer 'no-such' is not a local folder"):
         _build(tmp_path, documents, tokenizer="no-such", embedder=str(tiny_embedder))
     assert not (tmp_path / "store").exists()
@@ -49,7 +54,7 @@ def test_missing_causal_folder(tmp_path, tiny_tokenizer):
         load_embedder(f"causal:{tmp_path / 'nothing-here'}")
 
 
-def test_cli_prints_one_line(tmp_path, capsys, tiny_tokenizer):
+def test_cli_prints_one_line(tmp_path, capsys, tiny_tokenizer, offline):
     source = tmp_path / "a.txt"
     source.write_text("text " * 50)
     argv = ["index", "build", str(source), "-o", str(tmp_path / "s"), "--no-progress"]

@@ -207,8 +207,8 @@ class Datastore:
     def search(self, query_embeddings: np.ndarray, k: int) -> SearchResult:
         """Top-``k`` chunks per query row by inner product, in query order.
 
-        ``query_embeddings``: (B, d), finite (a single (d,) vector is taken as B = 1).
-        ``k`` is capped at the store's size.
+        ``query_embeddings``: (B, d) (a single (d,) vector is taken as B = 1). ``k`` is
+        capped at the store's size.
         """
         import pyarrow as pa
 
@@ -222,7 +222,7 @@ class Datastore:
             )
         if not np.isfinite(queries).all():
             bad = np.flatnonzero(~np.isfinite(queries).all(axis=1)).tolist()
-            raise ValueError(f"query rows {bad[:10]} hold NaN or infinite values")
+            raise ValueError(f"query rows {bad[:10]} hold NaN or infinite values (finite only)")
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         k = min(int(k), len(self))
