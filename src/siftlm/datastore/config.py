@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from siftlm.datastore.chunking import DEFAULT_TOKENIZER
-from siftlm.datastore.embedders import DEFAULT_EMBEDDER
+from siftlm.datastore.embedders import DEFAULT_EMBEDDER, Embedder
 from siftlm.datastore.index import INDEX_KINDS
+from siftlm.datastore.precomputed import PrecomputedEmbeddings
 
 DTYPES = ("float16", "float32")
 DEFAULT_SHARD_SIZE = 512
 
 
-def _option(default: Any, help: str, cli: dict | None = None, **kwargs: Any) -> Any:
-    return field(
-        default=default, metadata={"help": help, "cli": {} if cli is None else cli}, **kwargs
-    )
+def _option(default: Any, help_text: str, cli: dict | None = None) -> Any:
+    """A field with its help and its command-line options (argparse keywords)."""
+    return field(default=default, metadata={"help": help_text, "cli": cli or {}})
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class BuildConfig:
     object and ``tokenizer`` a fast tokenizer object.
     """
 
-    embedder: Any = _option(
+    embedder: str | Embedder = _option(
         DEFAULT_EMBEDDER,
         "sentence-transformers name or folder, or causal:<folder> (an LM, mean-pooled)",
     )
@@ -67,7 +67,7 @@ class BuildConfig:
         "domain", "column holding the domain (a row without one: the file's name)"
     )
     split: str | None = _option(None, "split of a saved DatasetDict")
-    precomputed: Any = _option(
+    precomputed: str | PrecomputedEmbeddings | None = _option(
         "auto",
         "vectors reused by chunk text if made with the same embedder: 'auto' (the shipped "
         "file, for the embedded corpus), None (embed everything) or PrecomputedEmbeddings",
