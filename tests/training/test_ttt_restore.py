@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import siftlm.training.trainer as trainer_module
+import siftlm.training.loop as trainer_module
 from siftlm.training import TestTimeTrainer, TTTConfig
 
 FINETUNE = ["full", "lora"]

@@ -58,6 +58,40 @@ class BenchConfig:
     lambda_: float = field(default=0.1, metadata={"help": "SIFT's noise variance λ"})
     alpha: float = field(default=0.05, metadata={"help": "adaptive SIFT's α (sift-adaptive)"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    warmup: int = field(
+        default=0, metadata={"help": "steps of linear learning-rate warm-up per prompt"}
+    )
+    proximal: float = field(
+        default=0.0, metadata={"help": "μ of the proximal term μ/2 ||W - W_0||² (0: off)"}
+    )
+    variance_gate: float | None = field(
+        default=None,
+        metadata={
+            "help": "train only if SIFT's posterior variance after selection is at most this"
+            " fraction of the prior (none: always train)"
+        },
+    )
+    early_stop: int | None = field(
+        default=None,
+        metadata={
+            "help": "first-half only: check the known half's loss every this many steps,"
+            " stop when it rises, keep the best weights (none: off)"
+        },
+    )
+    exclude: str | None = field(
+        default=None,
+        metadata={
+            "help": "held-out protocol: same-source (no memory from the document's source"
+            " file) or same-domain (leave-one-domain-out); none: standard"
+        },
+    )
+    query: str = field(
+        default="document",
+        metadata={
+            "help": "document (adapt to the whole document) or first-half (adapt to the first"
+            " half of its tokens, score the second half)"
+        },
+    )
     optimizer: str = field(default="adam", metadata={"help": "adam, adamw or sgd"})
     finetune: str = field(default="full", metadata={"help": "full or lora"})
     curve_methods: tuple[str, ...] = field(
@@ -112,6 +146,12 @@ class BenchConfig:
             lambda_=self.lambda_,
             **({"alpha": self.alpha} if method == "sift-adaptive" else {}),
             lr=self.lr,
+            warmup=self.warmup,
+            proximal=self.proximal,
+            variance_gate=self.variance_gate,
+            early_stop=self.early_stop,
+            exclude=self.exclude,
+            query=self.query,
             optimizer=self.optimizer,
             finetune=self.finetune,
             max_length=self.max_length,
