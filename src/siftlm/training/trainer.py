@@ -13,7 +13,6 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,33 +25,14 @@ from siftlm.evaluation.bpb import (
     score_tokens,
     utf8_bytes,
 )
+from siftlm.training.adaptation import Adaptation, select_for_prompt
 from siftlm.training.config import BASE_METHOD, TTTConfig
 from siftlm.training.context import fit_context
 from siftlm.training.heldout import Exclusions, first_half
 from siftlm.training.loop import EarlyStop, run_steps, selected_windows
 from siftlm.training.memory import MemoryLike, check_memory
-from siftlm.training.results import DocumentResult, GenerationResult, MemoryItem, Timings
+from siftlm.training.results import DocumentResult, GenerationResult, Timings
 from siftlm.training.weights import make_weights
-
-
-@dataclass
-class Adaptation:
-    """What ``adapt`` did for one prompt (``steps`` and ``timings`` fill in as it goes).
-
-    ``memory`` and ``tokens``: the selected sequences in selection order (a sequence
-    picked twice appears twice), with their token ids.
-    """
-
-    method: str
-    memory: tuple[MemoryItem, ...] = ()
-    tokens: list[list[int]] = field(default_factory=list)
-    prior_variance: float | None = None
-    posterior_variance: float | None = None
-    variances: tuple[float, ...] = ()
-    steps: int = 0
-    gated: bool = False  # selected, but not trained on (``variance_gate``)
-    kept_steps: int | None = None  # early stop: the steps whose weights were kept
-    timings: Timings = field(default_factory=Timings)
 
 
 def check_text(text: str, what: str = "prompt") -> str:
@@ -61,10 +41,6 @@ def check_text(text: str, what: str = "prompt") -> str:
     if not text.strip():
         raise ValueError(f"the {what} is empty or whitespace only")
     return text
-
-
-def _as_list(values) -> list:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 class TestTimeTrainer:
@@ -309,54 +285,11 @@ class TestTimeTrainer:
             setattr(timings, name, getattr(timings, name) + time.perf_counter() - start)
 
     def _select(self, prompt: str, exclude: Collection[int] | None = None) -> Adaptation:
-        config = self.config
-        adaptation = Adaptation(method=config.name)
-        if config.method == BASE_METHOD:
-            return adaptation
-        from siftlm.selection import select
-
-        timings = adaptation.timings
-        with self._stage(timings, "embed"):
-            query = np.asarray(self.memory.embed([prompt]), dtype=np.float32)
-        with self._stage(timings, "search"):
-            if exclude is None:
-                hits = self.memory.search(query, config.k)
-            else:
-                hits = self.memory.search(query, config.k, exclude=exclude)
-        with self._stage(timings, "select"):
-            selection = select(
-                query[0],
-                np.asarray(hits.embeddings[0], dtype=np.float32),
-                config.n,
-                method=config.method,
-                lambda_=config.lambda_,
-                alpha=config.alpha,
-                distinct=config.distinct,
-                seed=config.seed,
-            )
-            n_used = int(selection.steps)  # adaptive SIFT stops early
-            positions = [int(i) for i in _as_list(selection.indices)[:n_used]]
-            adaptation.variances = tuple(float(v) for v in _as_list(selection.variances)[:n_used])
-        ids, scores = _as_list(hits.ids[0]), _as_list(hits.scores[0])
-        doc_ids = getattr(hits, "doc_ids", None)
-        adaptation.memory = tuple(
-            MemoryItem(
-                id=int(ids[p]),
-                domain=hits.domains[0][p],
-                score=float(scores[p]),
-                text=hits.texts[0][p],
-                doc_id=str(doc_ids[0][p]) if doc_ids is not None else None,
-            )
-            for p in positions
+        if self.config.method == BASE_METHOD:
+            return Adaptation(method=self.config.name)
+        return select_for_prompt(
+            prompt, self.memory, self.tokenizer, self.config, exclude=exclude, stage=self._stage
         )
-        adaptation.prior_variance = float(selection.prior_variances)
-        adaptation.posterior_variance = (
-            adaptation.variances[-1] if adaptation.variances else adaptation.prior_variance
-        )
-        # tokens for training, or for the context in context mode
-        with self._stage(timings, "train" if config.trains else "evaluate"):
-            adaptation.tokens = [encode(self.tokenizer, item.text) for item in adaptation.memory]
-        return adaptation
 
     def _train(
         self,
