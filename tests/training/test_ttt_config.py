@@ -9,11 +9,26 @@ import pytest
 from siftlm.training import LoRASettings, TTTConfig
 
 
-def test_defaults_follow_the_paper():
-    config = TTTConfig()
-    assert (config.method, config.n, config.k, config.lambda_) == ("sift", 50, 200, 0.01)
-    assert (config.optimizer, config.lr, config.eps, config.grad_clip) == ("adam", 5e-5, 1e-8, 1.0)
-    assert config.finetune == "full" and config.mode == "finetune" and config.trains
+def test_one_set_of_defaults_for_engine_benchmark_and_cli():
+    """TTTConfig's defaults are the benchmark's and the command line's (chosen on the
+    validation split); nothing repeats them."""
+    import argparse
+
+    from siftlm.bench import BenchConfig
+    from siftlm.bench.config import add_arguments
+
+    config, bench = TTTConfig(), BenchConfig(methods=("sift",))
+    assert bench.ttt_config("sift") == TTTConfig(max_length=None, seed=0)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.n, args.k, args.lambda_, args.lr) == (
+        config.n,
+        config.k,
+        config.lambda_,
+        config.lr,
+    )
+    assert config.method == "sift" and config.finetune == "full" and config.trains
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
 """The benchmark's configuration: one frozen dataclass, the CLI is built from its fields.
 
 ``BenchConfig`` says which model adapts to which documents with which methods; every
-method shares the selection and training hyperparameters given here. The defaults (n,
-λ, lr, α; K = 200 kept from the paper) were chosen on the validation split with
-house-small: ``benchmarks/sweep.py``, results in ``benchmarks/sweep/summary.md``. The resolved configuration is written
+method shares the selection and training hyperparameters given here. The selection and
+training defaults are ``TTTConfig``'s (one set of defaults for the whole package), chosen
+on the validation split with house-small (``benchmarks/sweep.py``). The resolved configuration is written
 next to the results (``config.json``) and a resumed run must match it.
 """
 
@@ -16,6 +16,11 @@ import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from siftlm.training.config import ADAPTIVE_ALPHA, TTTConfig
+
+# One set of defaults: the selection and training values of the benchmark are TTTConfig's.
+_TTT = TTTConfig()
 
 # The methods of the paper's comparison, in the order of its tables.
 ALL_METHODS: tuple[str, ...] = (
@@ -53,19 +58,23 @@ class BenchConfig:
     docs_per_domain: int | None = field(
         default=None, metadata={"help": "first N documents of each domain (default: all)"}
     )
-    n: int = field(default=45, metadata={"help": "sequences selected (gradient steps) per prompt"})
-    k: int = field(default=200, metadata={"help": "candidates pre-selected by the index"})
-    lambda_: float = field(default=0.1, metadata={"help": "SIFT's noise variance λ"})
-    alpha: float = field(default=0.05, metadata={"help": "adaptive SIFT's α (sift-adaptive)"})
-    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    n: int = field(
+        default=_TTT.n, metadata={"help": "sequences selected (gradient steps) per prompt"}
+    )
+    k: int = field(default=_TTT.k, metadata={"help": "candidates pre-selected by the index"})
+    lambda_: float = field(default=_TTT.lambda_, metadata={"help": "SIFT's noise variance λ"})
+    alpha: float = field(
+        default=ADAPTIVE_ALPHA, metadata={"help": "adaptive SIFT's α (sift-adaptive)"}
+    )
+    lr: float = field(default=_TTT.lr, metadata={"help": "learning rate"})
     warmup: int = field(
-        default=0, metadata={"help": "steps of linear learning-rate warm-up per prompt"}
+        default=_TTT.warmup, metadata={"help": "steps of linear learning-rate warm-up per prompt"}
     )
     proximal: float = field(
-        default=0.0, metadata={"help": "μ of the proximal term μ/2 ||W - W_0||² (0: off)"}
+        default=_TTT.proximal, metadata={"help": "μ of the proximal term μ/2 ||W - W_0||² (0: off)"}
     )
     variance_gate: float | None = field(
-        default=None,
+        default=_TTT.variance_gate,
         metadata={
             "help": "train only if SIFT's posterior variance after selection is at most this"
             " fraction of the prior (none: always train)"
@@ -92,8 +101,8 @@ class BenchConfig:
             " half of its tokens, score the second half)"
         },
     )
-    optimizer: str = field(default="adam", metadata={"help": "adam, adamw or sgd"})
-    finetune: str = field(default="full", metadata={"help": "full or lora"})
+    optimizer: str = field(default=_TTT.optimizer, metadata={"help": "adam, adamw or sgd"})
+    finetune: str = field(default=_TTT.finetune, metadata={"help": "full or lora"})
     curve_methods: tuple[str, ...] = field(
         default=("nn", "sift"),
         metadata={"help": "methods whose learning curve (bpb after each step) is recorded"},

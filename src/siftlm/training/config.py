@@ -21,6 +21,8 @@ BASE_METHOD = "base"
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 FINETUNE: tuple[str, ...] = ("full", "lora")
 MODES: tuple[str, ...] = ("finetune", "context")
+# Adaptive SIFT's α where a method name asks for it ("sift-adaptive") and none is given.
+ADAPTIVE_ALPHA = 0.05
 # held-out protocols (siftlm.training.heldout)
 EXCLUDE_MODES: tuple[str, ...] = ("same-source", "same-domain")
 QUERY_MODES: tuple[str, ...] = ("document", "first-half")
@@ -131,12 +133,12 @@ class TTTConfig:
     """
 
     method: str = "sift"
-    n: int = 50
+    n: int = 45
     k: int = 200
-    lambda_: float = 0.01
+    lambda_: float = 0.1
     alpha: float | None = None
     distinct: bool = False
-    lr: float = 5e-5
+    lr: float = 1e-3
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     eps: float = 1e-8
     weight_decay: float = 0.0
