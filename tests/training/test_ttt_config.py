@@ -93,3 +93,21 @@ def test_exported_at_the_top_level():
     from siftlm.training import TestTimeTrainer
 
     assert siftlm.TestTimeTrainer is TestTimeTrainer
+
+
+def test_a_peft_lora_config_is_accepted_and_round_trips():
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], lora_dropout=0.0)
+    config = TTTConfig(finetune="lora", lora=lora)
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert saved["lora"]["peft"] == "LoraConfig" and saved["lora"]["r"] == 4
+    again = TTTConfig.from_dict(saved)
+    assert isinstance(again.lora, LoraConfig)
+    assert (again.lora.r, again.lora.lora_alpha, set(again.lora.target_modules)) == (
+        4,
+        8,
+        {"c_attn"},
+    )
+    with pytest.raises(TypeError, match="peft LoraConfig or LoRASettings"):
+        TTTConfig(finetune="lora", lora="r=4")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -71,6 +72,36 @@ class LoRASettings:
                 raise ValueError("LoRA target_modules must be None or non-empty")
 
 
+def _is_peft_lora(value: Any) -> bool:
+    return type(value).__name__ == "LoraConfig" and hasattr(value, "lora_alpha")
+
+
+def _lora_to_dict(lora: Any) -> dict[str, Any]:
+    """JSON-able: LoRASettings' fields, or a peft LoraConfig's non-default fields with
+    ``"peft": "LoraConfig"``."""
+    if isinstance(lora, LoRASettings):
+        values = dataclasses.asdict(lora)
+        if values["target_modules"] is not None:
+            values["target_modules"] = list(values["target_modules"])
+        return values
+    defaults = type(lora)()
+    values: dict[str, Any] = {"peft": "LoraConfig"}
+    for spec in dataclasses.fields(lora):
+        value = getattr(lora, spec.name)
+        if spec.init and value != getattr(defaults, spec.name):
+            values[spec.name] = sorted(value) if isinstance(value, set) else value
+    return json.loads(json.dumps(values, default=str))
+
+
+def _lora_from_dict(values: dict[str, Any]) -> Any:
+    values = dict(values)
+    if values.pop("peft", None) == "LoraConfig":
+        from peft import LoraConfig
+
+        return LoraConfig(**values)
+    return LoRASettings(**values)
+
+
 def _check_types(config: Any) -> None:
     """Every numeric field holds a number of its declared kind, finite (no bool for int,
     no str); the range checks follow in ``__post_init__``."""
@@ -103,7 +134,8 @@ class TTTConfig:
     sequences longer than the context), batch size 1, a fresh ``optimizer`` per prompt
     with ``lr``, ``eps``, ``weight_decay`` and gradient-norm clipping at ``grad_clip``
     (None: no clipping). ``finetune="full"`` trains every parameter, ``"lora"`` a fresh
-    adapter (``lora``). ``mode="context"`` puts the selected sequences before the text
+    adapter per prompt, configured by ``lora``: a peft ``LoraConfig`` (used as given,
+    except that ``fan_in_fan_out`` follows the model) or the light ``LoRASettings``. ``mode="context"`` puts the selected sequences before the text
     instead of training: at least ``context_tokens`` of every window (None: half the
     window) hold them, the text's rolling windows take the rest; a short text leaves
     the context all the room it does not use.
@@ -144,7 +176,7 @@ class TTTConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     finetune: Literal["full", "lora"] = "full"
-    lora: LoRASettings = field(default_factory=LoRASettings)
+    lora: Any = field(default_factory=LoRASettings)
     mode: Literal["finetune", "context"] = "finetune"
     context_tokens: int | None = None
     warmup: int = 0
@@ -163,7 +195,11 @@ class TTTConfig:
         _check_choice("finetune", self.finetune, FINETUNE)
         _check_choice("mode", self.mode, MODES)
         if isinstance(self.lora, dict):
-            object.__setattr__(self, "lora", LoRASettings(**self.lora))
+            object.__setattr__(self, "lora", _lora_from_dict(self.lora))
+        if not isinstance(self.lora, LoRASettings) and not _is_peft_lora(self.lora):
+            raise TypeError(
+                f"lora must be a peft LoraConfig or LoRASettings, got {type(self.lora).__name__}"
+            )
         if self.n < 1:
             raise ValueError(f"n (sequences to select) must be >= 1, got {self.n}")
         if self.k < 1:
@@ -226,17 +262,13 @@ class TTTConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration, JSON-serialisable."""
-        values = dataclasses.asdict(self)
-        if values["lora"]["target_modules"] is not None:
-            values["lora"]["target_modules"] = list(values["lora"]["target_modules"])
+        values = {spec.name: getattr(self, spec.name) for spec in dataclasses.fields(self)}
+        values["lora"] = _lora_to_dict(self.lora)
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TTTConfig:
-        values = dict(values)
-        if isinstance(values.get("lora"), dict):
-            values["lora"] = LoRASettings(**values["lora"])
-        return cls(**values)
+        return cls(**values)  # a dict "lora" is converted by __post_init__
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> TTTConfig:

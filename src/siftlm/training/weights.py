@@ -86,7 +86,8 @@ class FullWeights(_Weights):
 class LoRAWeights(_Weights):
     """LoRA fine-tuning: a fresh adapter per prompt, the base frozen and never written."""
 
-    def __init__(self, model: nn.Module, settings: LoRASettings) -> None:
+    def __init__(self, model: nn.Module, settings) -> None:
+        """``settings``: a peft ``LoraConfig`` or ``LoRASettings``."""
         super().__init__(model)
         from transformers.pytorch_utils import Conv1D
 
@@ -96,9 +97,24 @@ class LoRAWeights(_Weights):
         self.peft_model = None
 
     def begin(self) -> list[nn.Parameter]:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        config = LoraConfig(
+        config = self._lora_config()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations in peft
+            self.peft_model = get_peft_model(self.model, config)
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _lora_config(self):
+        import copy
+
+        from peft import LoraConfig
+
+        if not isinstance(self.settings, LoRASettings):  # the caller's LoraConfig
+            config = copy.deepcopy(self.settings)
+            config.fan_in_fan_out = self.fan_in_fan_out
+            return config
+        return LoraConfig(
             r=self.settings.r,
             lora_alpha=self.settings.alpha,
             lora_dropout=self.settings.dropout,
@@ -107,10 +123,6 @@ class LoRAWeights(_Weights):
             else None,
             fan_in_fan_out=self.fan_in_fan_out,
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations in peft
-            self.peft_model = get_peft_model(self.model, config)
-        return [p for p in self.model.parameters() if p.requires_grad]
 
     def restore(self) -> None:
         if self.peft_model is not None:
@@ -119,5 +131,5 @@ class LoRAWeights(_Weights):
         self._reset_flags()
 
 
-def make_weights(model: nn.Module, finetune: str, lora: LoRASettings) -> FullWeights | LoRAWeights:
+def make_weights(model: nn.Module, finetune: str, lora) -> FullWeights | LoRAWeights:
     return FullWeights(model) if finetune == "full" else LoRAWeights(model, lora)
