@@ -16,6 +16,7 @@ OPTIONS = {
     "proximal": {"proximal": 0.5},
     "variance_gate": {"variance_gate": 0.99},
     "early_stop": {"early_stop": 1, "query": "first-half"},
+    "gradient_reuse": {"gradient_reuse": 2},
 }
 
 
@@ -128,3 +129,44 @@ def test_weights_changed_by_the_caller_become_the_base(make_model, tokenizer, me
     changed = parameter.detach().clone()
     trainer.evaluate(prompts[1])
     assert torch.equal(parameter.detach(), changed)  # restored to the caller's weights
+
+
+def _count_training_passes(model) -> list[int]:
+    calls = [0]
+
+    def hook(module, args):
+        if module.training and torch.is_grad_enabled():
+            calls[0] += 1
+
+    model.register_forward_pre_hook(hook)
+    return calls
+
+
+def test_gradient_reuse_saves_one_pass_per_repeat(make_model, tokenizer, memory, prompts):
+    # nn-f trains on the nearest sequence n times: n - 1 repeats
+    plain_model, reuse_model = make_model(), make_model()
+    plain_calls = _count_training_passes(plain_model)
+    reuse_calls = _count_training_passes(reuse_model)
+    plain = TestTimeTrainer(plain_model, tokenizer, memory, _config(method="nn-f", n=6, lr=1e-3))
+    reusing = TestTimeTrainer(
+        reuse_model, tokenizer, memory, _config(method="nn-f", n=6, lr=1e-3, gradient_reuse=100)
+    )
+    a, b = plain.evaluate(prompts[0]), reusing.evaluate(prompts[0])
+    assert a.steps == b.steps == 6 and a.passes == 6
+    assert b.passes == 1 and plain_calls[0] == 6 and reuse_calls[0] == 1
+    assert a.nll_nats != b.nll_nats  # a stale gradient is an approximation
+    # every second repeat recomputed: passes on repeats 0, 2, 4
+    every2 = TestTimeTrainer(
+        make_model(), tokenizer, memory, _config(method="nn-f", n=6, lr=1e-3, gradient_reuse=2)
+    )
+    assert every2.evaluate(prompts[0]).passes == 3
+
+
+def test_gradient_reuse_changes_nothing_without_repeats(make_model, tokenizer, memory, prompts):
+    for prompt in prompts:  # nn: every sequence once
+        plain = TestTimeTrainer(make_model(), tokenizer, memory, _config(method="nn"))
+        reusing = TestTimeTrainer(
+            make_model(), tokenizer, memory, _config(method="nn", gradient_reuse=2)
+        )
+        a, b = plain.evaluate(prompt, curve=True), reusing.evaluate(prompt, curve=True)
+        assert a.curve == b.curve and a.nll_nats == b.nll_nats and a.passes == b.passes == 4

@@ -87,6 +87,13 @@ class BenchConfig:
             " stop when it rises, keep the best weights (none: off)"
         },
     )
+    gradient_reuse: int | None = field(
+        default=_TTT.gradient_reuse,
+        metadata={
+            "help": "recompute a repeated sequence's gradient every this many repeats and"
+            " reuse it in between (none: always recompute)"
+        },
+    )
     exclude: str | None = field(
         default=None,
         metadata={
@@ -159,6 +166,7 @@ class BenchConfig:
             proximal=self.proximal,
             variance_gate=self.variance_gate,
             early_stop=self.early_stop,
+            gradient_reuse=self.gradient_reuse,
             exclude=self.exclude,
             query=self.query,
             optimizer=self.optimizer,

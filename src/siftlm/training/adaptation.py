@@ -31,6 +31,7 @@ class Adaptation:
     steps: int = 0
     gated: bool = False  # selected, but not trained on (``variance_gate``)
     kept_steps: int | None = None  # early stop: the steps whose weights were kept
+    passes: int = 0  # forward and backward passes (fewer than steps with gradient reuse)
     timings: Timings = field(default_factory=Timings)
 
 

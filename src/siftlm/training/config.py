@@ -153,6 +153,9 @@ class TTTConfig:
     - ``early_stop`` (``query="first-half"`` only): score the known first half before
       training and every ``early_stop`` steps; stop at the first check where its loss
       rises and keep the weights of the best check.
+    - ``gradient_reuse`` (speed): a window trained on again (a sequence selected twice)
+      recomputes its gradient only every ``gradient_reuse``-th time and reuses the last
+      one in between (HullFT's trick; an approximation).
 
     Held-out protocols (``siftlm.training.heldout``): ``exclude`` ("same-source": no
     sequence of the document's source unit; "same-domain": none of its domain) needs the
@@ -183,6 +186,7 @@ class TTTConfig:
     proximal: float = 0.0
     variance_gate: float | None = None
     early_stop: int | None = None
+    gradient_reuse: int | None = None
     exclude: Literal["same-source", "same-domain"] | None = None
     query: Literal["document", "first-half"] = "document"
     max_length: int | None = None
@@ -236,6 +240,11 @@ class TTTConfig:
             raise ValueError(f"proximal must be >= 0, got {self.proximal}")
         if self.variance_gate is not None and not 0 < self.variance_gate <= 1:
             raise ValueError(f"variance_gate must be in (0, 1] or None, got {self.variance_gate}")
+        if self.gradient_reuse is not None and self.gradient_reuse < 2:
+            raise ValueError(
+                f"gradient_reuse must be >= 2 (recompute every r-th repeat) or None, "
+                f"got {self.gradient_reuse}"
+            )
         if self.early_stop is not None:
             if self.early_stop < 1:
                 raise ValueError(f"early_stop must be >= 1 step or None, got {self.early_stop}")

@@ -60,6 +60,35 @@ class Proximal:
                     parameter.grad.add_(parameter.detach() - anchor, alpha=self.mu)
 
 
+def backward(model: nn.Module, window: Window) -> float:
+    """Forward and backward pass on the scored tokens of ``window`` (gradients accumulate
+    in ``.grad``); returns the loss (mean nats/token)."""
+    ids = torch.tensor(
+        [window.context + window.continuation], dtype=torch.long, device=model_device(model)
+    )
+    n_scored = len(window.continuation)
+    logits = model(input_ids=ids[:, :-1]).logits[0, -n_scored:]
+    loss = F.cross_entropy(logits.float(), ids[0, -n_scored:])
+    loss.backward()
+    return loss.item()
+
+
+def update(
+    optimizer: torch.optim.Optimizer,
+    parameters: Sequence[nn.Parameter],
+    grad_clip: float | None,
+    proximal: Proximal | None = None,
+) -> None:
+    """The optimizer step from the gradients in ``.grad`` (plus the ``proximal`` term's,
+    then clipped), and the gradients cleared."""
+    if proximal is not None:
+        proximal.add_gradient(parameters)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train_step(
     model: nn.Module,
     window: Window,
@@ -70,17 +99,6 @@ def train_step(
 ) -> float:
     """One step on the scored tokens of ``window`` (plus the ``proximal`` term, if any);
     returns the language-model loss (mean nats/token)."""
-    ids = torch.tensor(
-        [window.context + window.continuation], dtype=torch.long, device=model_device(model)
-    )
-    n_scored = len(window.continuation)
-    logits = model(input_ids=ids[:, :-1]).logits[0, -n_scored:]
-    loss = F.cross_entropy(logits.float(), ids[0, -n_scored:])
-    loss.backward()
-    if proximal is not None:
-        proximal.add_gradient(parameters)
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+    loss = backward(model, window)
+    update(optimizer, parameters, grad_clip, proximal)
+    return loss

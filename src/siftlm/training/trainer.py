@@ -199,6 +199,7 @@ class TestTimeTrainer:
             curve_steps=tuple(points) if on_step is not None else None,
             variances=adaptation.variances or None,
             kept_steps=adaptation.kept_steps,
+            passes=adaptation.passes if adaptation.steps else None,
         )
 
     def _query(self, text: str, tokens: list[int], query: str | None) -> tuple[int, int, str]:
@@ -311,7 +312,12 @@ class TestTimeTrainer:
                 on_step(0)
             if stopper is not None:
                 stopper.check(0)
-        windows = list(selected_windows(adaptation.tokens, self.prefix_id, self.max_length))
+        windows, keys = selected_windows(
+            adaptation.tokens,
+            self.prefix_id,
+            self.max_length,
+            [item.id for item in adaptation.memory],
+        )
 
         def after_step(step: int) -> bool:
             adaptation.steps = step
@@ -324,10 +330,11 @@ class TestTimeTrainer:
                 return checked and stopper.check(step)
 
         try:
-            run_steps(
+            adaptation.passes = run_steps(
                 self.model,
                 parameters,
                 windows,
+                keys,
                 self.config,
                 train_stage=lambda: self._stage(timings, "train"),
                 after_step=after_step,
