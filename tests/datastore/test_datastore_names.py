@@ -28,7 +28,7 @@ def _build(tmp_path, documents, **options):
 
 
 def test_unknown_tokenizer_offline(tmp_path, documents, tiny_embedder, offline):
-    with pytest.raises(FileNotFoundError, match="tokenizer 'no-such' is not a local folder"):
+    with pytest.raises(FileNotFoundError, match="'no-such'.* not a local folder.*HF_HUB_OFFLINE"):
         _build(tmp_path, documents, tokenizer="no-such", embedder=str(tiny_embedder))
     assert not (tmp_path / "store").exists()
 
@@ -38,9 +38,16 @@ def test_unknown_tokenizer_unreachable_hub(tmp_path, documents, tiny_embedder, u
         _build(tmp_path, documents, tokenizer="no-such", embedder=str(tiny_embedder))
 
 
-def test_house_tokenizer_typo_suggests_the_house_name(tmp_path, documents, tiny_embedder):
-    with pytest.raises(FileNotFoundError, match="did you mean models/house-small"):
-        _build(tmp_path, documents, tokenizer="models/house-smal", embedder=str(tiny_embedder))
+def test_house_tokenizer_typo_suggests_the_house_name(tmp_path, documents, tiny_embedder, offline):
+    with pytest.raises(FileNotFoundError, match="did you mean '?(models/)?house-small"):
+        _build(tmp_path, documents, tokenizer="house-smal", embedder=str(tiny_embedder))
+
+
+def test_tokenizer_folder_typo_suggests_the_folder(tmp_path, documents, tiny_embedder):
+    typo = str(tmp_path / "models" / "house-smal")
+    (tmp_path / "models" / "house-small").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no such folder; did you mean .*house-small"):
+        _build(tmp_path, documents, tokenizer=typo, embedder=str(tiny_embedder))
 
 
 def test_unknown_embedder_fails_before_chunking(tmp_path, documents, unreachable_hub):
