@@ -100,7 +100,8 @@ class Posterior:
         self.candidate_variances = self.prior_candidate_variances.clone()
         self.variances = self.prior_variances.clone()
         self.copies = copies
-        self._factor = self.prior_cross.new_zeros(batch, capacity, num_candidates)  # c_0, c_1, ..
+        self._capacity = capacity
+        self._factor: torch.Tensor | None = None  # (B, capacity, K) rows c_0, c_1, ..; lazily
         self._steps = 0
         self.prompts = torch.arange(batch, device=gram.device) + first_prompt
 
@@ -138,7 +139,7 @@ class Posterior:
     @property
     def capacity(self) -> int:
         """The number of picks the posterior was sized for (n of the call)."""
-        return self._factor.shape[1]
+        return self._capacity
 
     def gain(self) -> torch.Tensor:
         """(B, K) variance reduction Σ_j k_t(x*_j, a)² / (k_t(a, a) + λ) of picking a next."""
@@ -157,6 +158,8 @@ class Posterior:
         """
         t = self._steps
         batch, num_candidates = self.batch_size, self.num_candidates
+        if self._factor is None:
+            self._factor = self.cross.new_zeros(batch, self._capacity, num_candidates)
         at = picks.view(batch, 1)
         # k(x_pick, ·): row `pick` of the (symmetric) Gram matrix; gather reads shared,
         # expanded Gram matrices without copying them.
@@ -207,8 +210,7 @@ def _first_copies(candidates: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
     norms_squared = torch.diagonal(gram, dim1=-2, dim2=-1)
     distances = (norms_squared.unsqueeze(-1) + norms_squared.unsqueeze(-2)).sub_(gram, alpha=2)
     tolerance = 64 * torch.finfo(gram.dtype).eps
-    close = distances <= tolerance * norms_squared.unsqueeze(-1)  # bool
-    first = close.view(torch.uint8).argmax(dim=-1)  # the first True (argmax: first maximum)
+    first = distances.le_(tolerance * norms_squared.unsqueeze(-1)).max(dim=-1).indices  # 1st 1.0
     own = torch.arange(first.shape[-1], device=first.device).expand_as(first)
     suspects = (first != own).nonzero(as_tuple=True)  # usually few
     if suspects[0].numel():

@@ -15,6 +15,8 @@ read the posterior (`Method.posterior_only`: sift, nn, nn-f, us).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 
@@ -32,69 +34,101 @@ def applies(method: Method, posterior: Posterior) -> bool:
     )
 
 
+class _Scratch:
+    """Torch buffers for n steps over K candidates and their per-step views, built once per
+    thread and shape and reused by later calls (building the views costs as much as a call).
+
+    Every buffer is written before it is read within a call, so reuse changes nothing.
+    """
+
+    def __init__(self, n: int, num_candidates: int) -> None:
+        wide = torch.float64
+        self.shape = (n, num_candidates)
+        self.factor = torch.empty(1, n, num_candidates, dtype=wide)  # rows c_0, c_1, ...
+        self.rows = self.factor.numpy()[0]
+        self.at_pick = torch.empty(1, 1, n, dtype=wide)  # c_0..c_{t-1} at the pick
+        self.at_pick_values = self.at_pick.numpy()[0, 0]
+        self.product = torch.empty(1, 1, num_candidates, dtype=wide)
+        self.product_values = self.product.numpy()[0, 0]
+        self.scale = torch.empty(1, 1, dtype=wide)
+        self.scale_value = self.scale.numpy()[0]  # (1,), read after sqrt_
+        # k_t(x*, ·) and k_t(·, ·) in one (2, K) buffer, so that one `addcmul_` with the
+        # coefficients (c_t(x*), c_t) does both rank-one updates.
+        self.state = torch.empty(2, num_candidates, dtype=wide)
+        self.coefficients = torch.empty(2, num_candidates, dtype=wide)
+        self.coefficient_values = self.coefficients.numpy()
+        self.at_pick_views = [self.at_pick[:, :, :t] for t in range(n)]
+        self.factor_views = [self.factor[:, :t] for t in range(n)]
+        self.row_views = [self.factor[0, t] for t in range(n)]
+
+
+_local = threading.local()
+
+
+def _scratch(n: int, num_candidates: int) -> _Scratch:
+    scratch = getattr(_local, "scratch", None)
+    if scratch is None or scratch.shape != (n, num_candidates):
+        with torch.inference_mode(False):  # normal tensors: usable in and out of that mode
+            scratch = _local.scratch = _Scratch(n, num_candidates)
+    return scratch
+
+
 class SinglePosterior:
     """Numpy views of a one-prompt `Posterior` (B = 1, one target), updated in place.
 
-    Attributes as in `Posterior`, as (1, K) / (1,) float64 numpy arrays sharing memory
-    with its tensors; `gram` is the (K, K) Gram matrix widened to float64 once (exact).
+    Attributes as in `Posterior`, as (1, K) / (1,) float64 numpy arrays; `gram` is the
+    (K, K) Gram matrix in the inputs' precision (rows are widened as they are read).
     """
 
     def __init__(self, posterior: Posterior) -> None:
         self.lambda_ = posterior.lambda_
-        self.gram = posterior.gram[0].to(torch.float64).numpy()
+        self.gram = posterior.gram[0].numpy()
         for name in (
             "prior_cross",
             "prompt_norms",
             "prior_candidate_variances",
             "prior_variances",
-            "variances",
             "copies",
         ):
             setattr(self, name, getattr(posterior, name).numpy())
-        num_candidates = self.num_candidates = self.gram.shape[0]
-        # k_t(x*, ·) and k_t(·, ·) in one (2, K) torch buffer, so that one `addcmul_` with
-        # the coefficients (c_t(x*), c_t) does both rank-one updates.
-        self._state = torch.cat([posterior.cross, posterior.candidate_variances])
-        self.cross, self.candidate_variances = self._state.numpy()[:, None]  # (1, K) each
-        self._coefficients = torch.empty(2, num_candidates, dtype=torch.float64)
-        self._factor = posterior._factor  # (1, n, K), rows c_0, c_1, ...
-        self._rows = self._factor.numpy()[0]
-        # scratch, allocated by torch like the general loop's temporaries
-        self._at_pick = torch.empty(1, 1, self._rows.shape[0], dtype=torch.float64)
-        self._product = torch.empty(1, 1, num_candidates, dtype=torch.float64)
-        self._scale = torch.empty(1, 1, dtype=torch.float64)
-        self._at_pick_values = self._at_pick.numpy()[0, 0]
-        self._product_values = self._product.numpy()[0, 0]
-        self._scale_value = self._scale.numpy()[0]  # (1,), read after sqrt_
-        self._coefficient_values = self._coefficients.numpy()
+        self.variances = posterior.variances.numpy().copy()
+        self.num_candidates = self.gram.shape[0]
+        scratch = self._scratch = _scratch(posterior.capacity, self.num_candidates)
+        self.cross, self.candidate_variances = scratch.state.numpy()[:, None]  # (1, K) each
+        self.cross[:] = posterior.cross.numpy()
+        self.candidate_variances[:] = posterior.candidate_variances.numpy()
+        self._gain = np.empty_like(self.cross)
+        self._denominator = np.empty_like(self.cross)
         self._steps = 0
 
     def gain(self) -> np.ndarray:
-        """(1, K) k_t(x*, a)² / (k_t(a, a) + λ), as `Posterior.gain`."""
-        return np.square(self.cross) / (self.candidate_variances + self.lambda_)
+        """(1, K) k_t(x*, a)² / (k_t(a, a) + λ), as `Posterior.gain` (a buffer that the
+        next call overwrites)."""
+        np.add(self.candidate_variances, self.lambda_, out=self._denominator)
+        np.square(self.cross, out=self._gain)
+        return np.divide(self._gain, self._denominator, out=self._gain)
 
     def observe(self, pick: int) -> None:
         """Condition on one more observation of candidate `pick` (`Posterior.observe`)."""
-        t = self._steps
-        column = self.gram[pick]
+        t, scratch = self._steps, self._scratch
+        new = scratch.rows[t]
         if t:
-            self._at_pick_values[:t] = self._rows[:t, pick]
-            torch.bmm(self._at_pick[:, :, :t], self._factor[:, :t], out=self._product)
-            conditional = column - self._product_values
+            scratch.at_pick_values[:t] = scratch.rows[:t, pick]
+            torch.bmm(scratch.at_pick_views[t], scratch.factor_views[t], out=scratch.product)
+            np.subtract(self.gram[pick], scratch.product_values, out=new)  # widens exactly
         else:
-            conditional = column
-        scale = self._scale_value
+            new[:] = self.gram[pick]
+        scale = scratch.scale_value
         scale[0] = self.candidate_variances[0, pick] + self.lambda_
-        self._scale.sqrt_()  # torch's square root, as in the general loop
-        new = self._rows[t]
-        np.divide(conditional, scale[0], out=new)  # c_t
-        cross_at_pick = self.cross[0, pick] / scale[0]  # c_t(x*)
-        coefficients = self._coefficient_values
+        scratch.scale.sqrt_()  # torch's square root, as in the general loop
+        np.divide(new, scale[0], out=new)  # c_t
+        cross_at_pick = float(self.cross[0, pick] / scale[0])  # c_t(x*)
+        coefficients = scratch.coefficient_values
         coefficients[0] = cross_at_pick
         coefficients[1] = new
         # cross -= c_t(x*)·c_t and candidate_variances -= c_t·c_t, as the general loop's
         # two addcmul_ calls (fused multiply-adds)
-        self._state.addcmul_(self._coefficients, self._factor[0, t], value=-1.0)
+        scratch.state.addcmul_(scratch.coefficients, scratch.row_views[t], value=-1.0)
         self.variances -= cross_at_pick * cross_at_pick
         self._steps = t + 1
 
@@ -119,7 +153,8 @@ def greedy_single(
             scores = np.where(picked, -np.inf, scores)
         pick = int(scores.argmax())  # the first maximum: lowest index wins ties
         single.observe(pick)
-        picked[pick] = True
+        if forbid_repeats:
+            picked[pick] = True
         picks[0, t] = pick
         variances[0, t] = single.variances[0]
     return (
