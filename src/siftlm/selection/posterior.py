@@ -78,7 +78,6 @@ class Posterior:
                 only; None: all exist). Every prompt needs at least one.
         """
         batch = queries.shape[0]
-        num_candidates = candidates.shape[-2]
         gram = candidates @ candidates.transpose(-1, -2)  # (K, K) or (B, K, K)
         copies = _first_copies(candidates, gram)
         if candidates.dim() == 2:  # shared: one Gram matrix for all prompts
