@@ -8,7 +8,10 @@ activeft runs as in its docs: a `Retriever` over a `faiss.IndexFlatIP` holding t
 candidates (built outside the timing), `also_query_opposite=False`, `llambda=λ`, on the CPU,
 one prompt per call. siftlm runs all prompts in one `select` call, and, for the latency a
 test-time trainer sees, one prompt per call. The timings are interleaved, so that both
-implementations run under the same machine load, and reported as medians; both use
+implementations run under the same machine load, and reported as medians of wall-clock time
+and of CPU time (`time.process_time`: this process, all threads; under load it is close to
+what the call would take on an idle core, as waiting for a core is not counted), and the
+fastest single call (the one least disturbed by other processes); both use
 the same torch thread count (`--threads`, default torch's). Picks must be identical (no duplicate candidates here).
 """
 
@@ -34,18 +37,42 @@ def make_inputs(prompts: int, k: int, d: int, seed: int) -> tuple[np.ndarray, np
     return queries.astype(np.float32), candidates.astype(np.float32)
 
 
+class Timings:
+    """Wall-clock and CPU time (this process, all threads) of labelled calls; medians."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    def run(self, label: str, function, *args, per: int = 1, **kwargs):
+        """function(*args, **kwargs), timed under `label` (divided by `per` prompts)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = function(*args, **kwargs)
+        self.cpu.setdefault(label, []).append((time.process_time() - cpu) / per)
+        self.wall.setdefault(label, []).append((time.perf_counter() - wall) / per)
+        return result
+
+    def median(self, label: str) -> tuple[float, float]:
+        return statistics.median(self.wall[label]), statistics.median(self.cpu[label])
+
+    def best(self, label: str) -> float:
+        """The fastest wall-clock time: the call least disturbed by other processes."""
+        return min(self.wall[label])
+
+
 def time_interleaved(queries, candidates, n, lambda_, repeats):
     """Time activeft and siftlm side by side, prompt by prompt, so that both see the same
-    machine load: after each activeft prompt, siftlm on that prompt alone; after every 8th,
-    siftlm on all prompts at once."""
+    machine load: after each activeft prompt, siftlm on that prompt alone (single-prompt
+    path and general loop, alternating); after every 8th, siftlm on all prompts at once."""
     import faiss
     from activeft.sift import Retriever
 
     import siftlm
+    from siftlm.selection import greedy
 
     siftlm.select(queries[:2], candidates[:2], n, lambda_=lambda_)  # warm-up
-    ref_indices, ref_variances = [], []
-    ref_seconds, single_seconds, batched_seconds = [], [], []
+    siftlm.select(queries[0], candidates[0], n, lambda_=lambda_)
+    timings, ref_indices, ref_variances, mismatches = Timings(), [], [], 0
     for b, (query, cands) in enumerate(zip(queries, candidates, strict=True)):
         index = faiss.IndexFlatIP(cands.shape[1])
         index.add(cands)
@@ -53,28 +80,49 @@ def time_interleaved(queries, candidates, n, lambda_, repeats):
             index, llambda=lambda_, also_query_opposite=False, device=torch.device("cpu")
         )
         torch.manual_seed(0)
-        start = time.perf_counter()
-        values, picks, _, _ = retriever.search(query[None], N=n, K=None)
-        ref_seconds.append(time.perf_counter() - start)
+        values, picks, _, _ = timings.run("activeft", retriever.search, query[None], N=n, K=None)
         ref_indices.append(np.asarray(picks))
         ref_variances.append(-np.asarray(values, dtype=np.float64))
         for _ in range(repeats):
-            start = time.perf_counter()
-            siftlm.select(query, cands, n, lambda_=lambda_)
-            single_seconds.append(time.perf_counter() - start)
+            fast = timings.run("single", siftlm.select, query, cands, n, lambda_=lambda_)
+            greedy.SINGLE_PROMPT_PATH = False
+            general = timings.run("general", siftlm.select, query, cands, n, lambda_=lambda_)
+            greedy.SINGLE_PROMPT_PATH = True
+            same = np.array_equal(fast.indices, general.indices)
+            mismatches += not (same and np.array_equal(fast.variances, general.variances))
         if b % 8 == 0:
-            start = time.perf_counter()
-            result = siftlm.select(queries, candidates, n, lambda_=lambda_)
-            batched_seconds.append((time.perf_counter() - start) / len(queries))
-    return (
-        result,
-        np.stack(ref_indices),
-        np.stack(ref_variances),
-        {
-            "activeft": statistics.median(ref_seconds),
-            "batched": statistics.median(batched_seconds),
-            "single": statistics.median(single_seconds),
-        },
+            result = timings.run(
+                "batched", siftlm.select, queries, candidates, n, lambda_=lambda_, per=len(queries)
+            )
+    return result, np.stack(ref_indices), np.stack(ref_variances), timings, mismatches
+
+
+def print_table(timings: Timings, prompts: int) -> None:
+    rows = [
+        ("activeft 0.1.1 (Retriever, one prompt per call)", "activeft"),
+        (f"siftlm.select, {prompts} prompts per call", "batched"),
+        ("siftlm.select, one prompt per call (single-prompt path)", "single"),
+        ("siftlm.select, one prompt per call (general loop)", "general"),
+    ]
+    ref_wall, ref_cpu = timings.median("activeft")
+    print()
+    print(
+        "| implementation | ms per prompt | speed-up | CPU ms per prompt | speed-up (CPU) "
+        "| fastest call, ms |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, label in rows:
+        wall, cpu = timings.median(label)
+        print(
+            f"| {name} | {1e3 * wall:.3f} | {ref_wall / wall:.0f}× | {1e3 * cpu:.3f} "
+            f"| {ref_cpu / cpu:.0f}× | {1e3 * timings.best(label):.3f} |"
+        )
+    (single_wall, single_cpu), (general_wall, general_cpu) = map(
+        timings.median, ("single", "general")
+    )
+    print(
+        f"\nsingle-prompt path vs general loop: {general_wall / single_wall:.1f}× faster "
+        f"(wall), {general_cpu / single_cpu:.1f}× (CPU time)"
     )
 
 
@@ -100,20 +148,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
         f"load average {os.getloadavg()[0]:.1f} at start"
     )
-    result, ref_indices, ref_variances, seconds = time_interleaved(
+    result, ref_indices, ref_variances, timings, mismatches = time_interleaved(
         queries, candidates, args.n, args.lambda_, args.repeats
     )
-    ref_ms = 1e3 * seconds["activeft"]
-    rows = [
-        ("activeft 0.1.1 (Retriever, one prompt per call)", ref_ms),
-        (f"siftlm.select, {B} prompts per call", 1e3 * seconds["batched"]),
-        ("siftlm.select, one prompt per call", 1e3 * seconds["single"]),
-    ]
-    print()
-    print("| implementation | ms per prompt | speed-up vs activeft |")
-    print("| --- | ---: | ---: |")
-    for name, ms in rows:
-        print(f"| {name} | {ms:.3f} | {ref_ms / ms:.0f}× |")
+    print_table(timings, B)
     same = (result.indices == ref_indices).all(axis=1)
     gap = np.abs(result.variances - ref_variances).max()
     print()
@@ -121,6 +159,11 @@ def main() -> None:
         f"picks identical to activeft: {int(same.sum())}/{B} prompts "
         f"({'all agree' if same.all() else 'DISAGREE'}); "
         f"max |σ² difference| {gap:.1e} (activeft computes in float32)"
+    )
+    print(
+        "single-prompt path vs general loop: "
+        f"{'bitwise identical' if not mismatches else f'{mismatches} calls DIFFER'} "
+        f"({args.repeats * B} calls each)"
     )
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 

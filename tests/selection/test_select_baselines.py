@@ -20,7 +20,7 @@ def problem():
 
 
 def test_available_methods() -> None:
-    assert siftlm.available_methods() == ("sift", "nn", "nn-f", "us", "random", "mmr")
+    assert siftlm.available_methods() == ("sift", "nn", "nn-f", "us", "random", "mmr", "hull")
 
 
 def test_nn_is_inner_product_order_each_once(problem) -> None:

@@ -18,7 +18,7 @@ C = np.ones((2, 5, 4), dtype=np.float32)
         ((Q, np.ones((2, 5, 3)), 2), {}, "dimension mismatch"),
         ((Q, np.ones((3, 5, 4)), 2), {}, "batch size mismatch"),
         ((Q[0], C, 2), {}, "single query"),
-        ((np.ones((2, 2, 4)), C, 2), {}, r"queries must be \(B, d\)"),
+        ((np.ones((2, 2, 2, 4)), C, 2), {}, r"queries must be \(B, d\), \(B, m, d\)"),
         ((Q, np.ones(4), 2), {}, r"candidates must be \(B, K, d\)"),
         ((Q, C, 0), {}, "n must be at least 1"),
         ((Q, C, 2.5), {}, "n must be an integer"),

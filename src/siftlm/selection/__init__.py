@@ -5,8 +5,10 @@
     result.indices   # (B, n) int64 positions on the candidate axis
 
 Methods (`available_methods()`): "sift" (greedy minimum posterior variance), "nn",
-"nn-f", "us", "random", "mmr". Each is a scoring rule (`registry.Method`) run by one
-greedy loop (`greedy`) over one shared posterior (`posterior.Posterior`).
+"nn-f", "us", "random", "mmr", "hull". Each is a scoring rule (`registry.Method`) run by
+one greedy loop (`greedy`) over one shared posterior (`posterior.Posterior`); hull plans
+its picks at the start and replays them through that loop. One prompt on the CPU runs the
+same loop on numpy views (`single`), with bitwise the same results.
 """
 
 # Importing a method's module registers it; sift first, so that it leads `available_methods()`.
@@ -21,11 +23,13 @@ from siftlm.selection.baselines import (
     RandomSelection,
     UncertaintySampling,
 )
+from siftlm.selection.hull import HullFT
 from siftlm.selection.registry import Method, available_methods, get_method, register
 from siftlm.selection.stopping import adaptive_steps
 
 __all__ = [
     "MMR",
+    "HullFT",
     "SIFT",
     "Method",
     "NearestNeighbourFailure",

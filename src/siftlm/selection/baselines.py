@@ -16,10 +16,13 @@ from siftlm.selection.registry import Method, register
 
 @register
 class NearestNeighbours(Method):
-    """NN: the candidates with the largest inner product k(x*, x), each once."""
+    """NN: the candidates with the largest inner product k(x*, x), each once.
+
+    A multi-vector prompt ranks by the inner product with the mean of its targets."""
 
     name = "nn"
     repeats = False
+    posterior_only = True
 
     def scores(self, posterior: Posterior, state: Any) -> torch.Tensor:
         return posterior.prior_cross
@@ -44,6 +47,7 @@ class UncertaintySampling(Method):
     """
 
     name = "us"
+    posterior_only = True
 
     def scores(self, posterior: Posterior, state: Any) -> torch.Tensor:
         return posterior.candidate_variances
@@ -93,7 +97,7 @@ class MMR(Method):
 
     def start(self, posterior: Posterior, seed: int) -> dict[str, torch.Tensor | None]:
         norms = posterior.prior_candidate_variances.sqrt()
-        query_norms = posterior.prior_variances.sqrt().unsqueeze(1)
+        query_norms = posterior.prompt_norms.unsqueeze(1)
         similarity = _safe_divide(posterior.prior_cross, norms * query_norms)
         return {"norms": norms, "similarity": similarity, "redundancy": None}
 

@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import torch
 
+from siftlm.selection import single
 from siftlm.selection.posterior import Posterior
 from siftlm.selection.registry import Method
+
+# One prompt on the CPU takes the single-prompt path (`single`) where the method allows:
+# bitwise the same results, several times faster. Tests switch it off to compare.
+SINGLE_PROMPT_PATH = True
 
 
 def greedy(
@@ -26,26 +31,30 @@ def greedy(
     distinct: bool,
     seed: int,
     first_prompt: int = 0,
+    target_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run `method` for n steps on validated inputs.
 
     Args:
         method: the scoring rule.
-        queries: (B, d) prompt embeddings, float32 or float64.
+        queries: (B, d) prompt embeddings, or (B, m, d) m targets each; float32 or float64.
         candidates: (B, K, d) per-prompt candidates or (K, d) shared, same dtype.
         n: number of picks per prompt.
         lambda_: noise variance λ of the posterior.
         distinct: forbid repeats (methods with `repeats` set decide for themselves).
         seed: seed for randomised methods.
         first_prompt: position of queries[0] in the whole call (prompts come in chunks).
+        target_mask: (B, m) bool, the targets that exist (multi-vector queries; None: all).
 
     Returns:
         indices (B, n) int64, variances (B, n) float64 posterior σ²(x*) after each pick,
         prior_variances (B,) float64.
     """
-    posterior = Posterior(queries, candidates, lambda_, capacity=n, first_prompt=first_prompt)
-    state = method.start(posterior, seed)
+    posterior = Posterior(queries, candidates, lambda_, n, first_prompt, target_mask)
     forbid_repeats = distinct if method.repeats is None else not method.repeats
+    if SINGLE_PROMPT_PATH and single.applies(method, posterior):
+        return single.greedy_single(method, posterior, n, forbid_repeats)
+    state = method.start(posterior, seed)
     batch, num_candidates = posterior.batch_size, posterior.num_candidates
     device = queries.device
 

@@ -16,6 +16,12 @@ so the columns c_0, ..., c_{t-1} form the pivoted Cholesky factor of K_XX + λI 
 all candidates. No matrix is ever inverted: each step costs O(B·K·t) on top of one
 precomputed Gram matrix (O(B·K²·d) once, or O(K²·d) when the candidates are shared).
 
+Multi-vector prompts: a prompt may have m targets x*_1, ..., x*_m (e.g. the embeddings of
+its chunks). The posterior then tracks k_t(x*_j, a) for every target, and SIFT minimises
+the sum of the targets' posterior variances, Σ_j σ²_t(x*_j), as activeft's VTL does for an
+m × d target. A masked (absent) target is a zero vector: it has no variance, no covariance
+with anything, and so changes no score or sum.
+
 Precision: the kernel values (Gram matrix, k(x*, x), k(x*, x*)) are computed in the
 inputs' precision (float32 inputs: float32 BLAS, as in activeft; float64: float64), and
 everything after them in float64. B = prompts, K = candidates, n = steps.
@@ -29,15 +35,20 @@ import torch
 class Posterior:
     """Posterior of B prompts and their candidates, conditioned on the picks so far.
 
-    Attributes (t = picks observed so far; float64 on the inputs' device):
+    Attributes (t = picks observed so far; float64 on the inputs' device; x̄* is the prompt's
+    embedding, or for a multi-vector prompt the mean of its targets):
         lambda_: observation-noise variance λ.
         gram: (B, K, K) prior kernel k(a, b) between candidates, in the inputs' precision.
-        prior_cross: (B, K) prior k(x*, a) between each prompt and its candidates.
+        prior_cross: (B, K) prior k(x̄*, a) between each prompt and its candidates (the
+            relevance that nn, mmr and hull read).
+        prompt_norms: (B,) ‖x̄*‖.
         prior_candidate_variances: (B, K) prior k(a, a).
-        prior_variances: (B,) prior σ²(x*) = k(x*, x*).
-        cross: (B, K) posterior k_t(x*, a).
+        prior_variances: (B,) prior σ²(x*) = k(x*, x*); for m targets Σ_j k(x*_j, x*_j).
+        cross: (B, K) posterior k_t(x*, a); for m targets (B, m, K) k_t(x*_j, a).
         candidate_variances: (B, K) posterior k_t(a, a).
-        variances: (B,) posterior σ²_t(x*).
+        variances: (B,) posterior σ²_t(x*); for m targets Σ_j σ²_t(x*_j).
+        target_variances: (B, m) posterior σ²_t(x*_j) of each target; None for one target.
+        targets: (B,) float64 number of (unmasked) targets per prompt; None for one target.
         copies: (B, K) int64, for each candidate the lowest index holding a bitwise-equal
             embedding (itself if none): methods score copies alike, so that ties between
             duplicates go to the first copy whatever the round-off.
@@ -52,39 +63,69 @@ class Posterior:
         lambda_: float,
         capacity: int,
         first_prompt: int = 0,
+        target_mask: torch.Tensor | None = None,
     ) -> None:
         """
         Args:
-            queries: (B, d) prompt embeddings, float32 or float64.
+            queries: (B, d) prompt embeddings, or (B, m, d) m targets per prompt; float32 or
+                float64.
             candidates: (B, K, d) per-prompt candidates, or (K, d) shared by all prompts;
                 same dtype and device as `queries`.
             lambda_: noise variance λ > 0.
             capacity: the most picks that will be observed (sizes the Cholesky factor).
             first_prompt: position of the first prompt in the whole call.
+            target_mask: (B, m) bool, True where a target exists (multi-vector queries
+                only; None: all exist). Every prompt needs at least one.
         """
         batch = queries.shape[0]
-        num_candidates = candidates.shape[-2]
         gram = candidates @ candidates.transpose(-1, -2)  # (K, K) or (B, K, K)
         copies = _first_copies(candidates, gram)
         if candidates.dim() == 2:  # shared: one Gram matrix for all prompts
-            prior_cross = queries @ candidates.T
             gram, copies = gram.expand(batch, -1, -1), copies.expand(batch, -1)
-        else:
-            prior_cross = torch.bmm(candidates, queries.unsqueeze(-1)).squeeze(-1)
         wide = torch.float64
 
         self.lambda_ = float(lambda_)
         self.gram = gram  # inputs' precision; columns are widened as they are read
-        self.prior_cross = prior_cross.to(wide)
         self.prior_candidate_variances = torch.diagonal(gram, dim1=1, dim2=2).to(wide)
-        self.prior_variances = (queries * queries).sum(-1).to(wide)
-        self.cross = self.prior_cross.clone()
+        self.target_variances: torch.Tensor | None = None
+        self.targets: torch.Tensor | None = None
+        if queries.dim() == 2:
+            self.prior_cross = _cross(queries, candidates).to(wide)
+            self.prior_variances = (queries * queries).sum(-1).to(wide)
+            self.prompt_norms = self.prior_variances.sqrt()
+            self.cross = self.prior_cross.clone()
+        else:
+            self._start_targets(queries, candidates, target_mask)
         self.candidate_variances = self.prior_candidate_variances.clone()
         self.variances = self.prior_variances.clone()
         self.copies = copies
-        self._factor = self.cross.new_zeros(batch, capacity, num_candidates)  # rows c_0, c_1, ..
+        self._capacity = capacity
+        self._factor: torch.Tensor | None = None  # (B, capacity, K) rows c_0, c_1, ..; lazily
         self._steps = 0
         self.prompts = torch.arange(batch, device=gram.device) + first_prompt
+
+    def _start_targets(
+        self, queries: torch.Tensor, candidates: torch.Tensor, target_mask: torch.Tensor | None
+    ) -> None:
+        """Multi-vector prompts, queries (B, m, d): absent targets become zero vectors."""
+        batch, m, dim = queries.shape
+        wide = torch.float64
+        if target_mask is not None:
+            queries = torch.where(target_mask.unsqueeze(-1), queries, 0.0)
+            counts = target_mask.sum(1).to(wide)
+        else:
+            counts = torch.full((batch,), float(m), dtype=wide, device=queries.device)
+        if candidates.dim() == 2:
+            cross = _cross(queries.reshape(batch * m, dim), candidates).view(batch, m, -1)
+        else:
+            cross = torch.bmm(candidates, queries.transpose(1, 2)).transpose(1, 2)
+        self.cross = cross.to(wide)  # (B, m, K)
+        self.targets = counts
+        self.prior_cross = self.cross.sum(1).div_(counts.unsqueeze(1))  # k(x̄*, a), linearity
+        mean = queries.to(wide).sum(1).div_(counts.unsqueeze(1))  # x̄*, (B, d)
+        self.prompt_norms = (mean * mean).sum(-1).sqrt()
+        self.target_variances = (queries * queries).sum(-1).to(wide)  # (B, m)
+        self.prior_variances = self.target_variances.sum(1)
 
     @property
     def batch_size(self) -> int:
@@ -94,9 +135,17 @@ class Posterior:
     def num_candidates(self) -> int:
         return self.gram.shape[-1]
 
+    @property
+    def capacity(self) -> int:
+        """The number of picks the posterior was sized for (n of the call)."""
+        return self._capacity
+
     def gain(self) -> torch.Tensor:
-        """(B, K) variance reduction k_t(x*, a)² / (k_t(a, a) + λ) of picking a next."""
-        return self.cross.square().div_(self.candidate_variances + self.lambda_)
+        """(B, K) variance reduction Σ_j k_t(x*_j, a)² / (k_t(a, a) + λ) of picking a next."""
+        squared = self.cross.square()
+        if self.target_variances is not None:
+            squared = squared.sum(1)
+        return squared.div_(self.candidate_variances + self.lambda_)
 
     def observe(self, picks: torch.Tensor) -> torch.Tensor:
         """Condition every prompt on one more (noisy) observation of its pick.
@@ -108,6 +157,8 @@ class Posterior:
         """
         t = self._steps
         batch, num_candidates = self.batch_size, self.num_candidates
+        if self._factor is None:
+            self._factor = self.cross.new_zeros(batch, self._capacity, num_candidates)
         at = picks.view(batch, 1)
         # k(x_pick, ·): row `pick` of the (symmetric) Gram matrix; gather reads shared,
         # expanded Gram matrices without copying them.
@@ -122,14 +173,29 @@ class Posterior:
         scale = (self.candidate_variances.gather(1, at) + self.lambda_).sqrt_()  # >= sqrt(λ)
         new = conditional / scale  # c_t, (B, K)
         self._factor[:, t] = new
-        cross_at_pick = self.cross.gather(1, at).div_(scale)  # c_t(x*), (B, 1)
-        self.cross.addcmul_(cross_at_pick, new, value=-1.0)
+        if self.target_variances is None:
+            cross_at_pick = self.cross.gather(1, at).div_(scale)  # c_t(x*), (B, 1)
+            self.cross.addcmul_(cross_at_pick, new, value=-1.0)
+            self.variances.sub_(cross_at_pick.view(batch).square())
+        else:
+            targets = self.cross.shape[1]
+            at_targets = at.view(batch, 1, 1).expand(batch, targets, 1)
+            cross_at_pick = self.cross.gather(2, at_targets).div_(scale.unsqueeze(1))  # (B, m, 1)
+            self.cross.addcmul_(cross_at_pick, new.unsqueeze(1), value=-1.0)
+            self.target_variances.sub_(cross_at_pick.view(batch, targets).square())
+            self.variances = self.target_variances.sum(1)
         # Round-off may leave a fully explained variance at -1e-17; that is harmless here
         # (λ > 0 keeps every denominator positive) and clamped where it is reported.
         self.candidate_variances.addcmul_(new, new, value=-1.0)
-        self.variances.sub_(cross_at_pick.view(batch).square())
         self._steps = t + 1
         return column
+
+
+def _cross(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Prior k(x*, a): queries (B, d) with candidates (K, d) -> (B, K), or (B, K, d) -> (B, K)."""
+    if candidates.dim() == 2:
+        return queries @ candidates.T
+    return torch.bmm(candidates, queries.unsqueeze(-1)).squeeze(-1)
 
 
 def _first_copies(candidates: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:

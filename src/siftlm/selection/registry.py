@@ -29,14 +29,23 @@ class Method(ABC):
             again, False if the method never repeats a pick, True if it must be able to.
         copies_score_alike: give exact-duplicate candidates the score of their first copy,
             so that ties between duplicates go to the lowest index (off for `random`).
+        posterior_only: the method keeps no state and its `scores` only read the
+            posterior's attributes and `gain()` (sift, nn, nn-f, us). Such methods also run
+            on the single-prompt CPU path (`siftlm.selection.single`), where those are
+            numpy arrays.
     """
 
     name: ClassVar[str]
     repeats: ClassVar[bool | None] = None
     copies_score_alike: ClassVar[bool] = True
+    posterior_only: ClassVar[bool] = False
 
     def start(self, posterior: Posterior, seed: int) -> Any:
-        """The method's initial state (None unless it keeps one)."""
+        """The method's initial state (None unless it keeps one).
+
+        A method that plans all its picks at once (e.g. `hull`) returns the plan here
+        (`posterior.capacity` is n) and replays it through `scores`.
+        """
         return None
 
     @abstractmethod

@@ -7,6 +7,9 @@ with the conditional kernel k_t of `siftlm.selection.posterior`. Large λ weighs
 reference implementation (activeft's VTL), a candidate may be picked again: the repeat
 is another noisy observation, so it is worth less each time but not nothing. Pass
 `distinct=True` to `select` to forbid repeats.
+
+A multi-vector prompt (m targets) sums the gains over its targets, which minimises the sum
+of their posterior variances (activeft's VTL with an m × d target).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class SIFT(Method):
     """Greedy minimisation of the prompt's posterior variance (Hübotter et al., 2025)."""
 
     name = "sift"
+    posterior_only = True
 
     def scores(self, posterior: Posterior, state: Any) -> torch.Tensor:
         return posterior.gain()
