@@ -29,6 +29,7 @@ from siftlm.evaluation.bpb import (
 )
 from siftlm.training.config import BASE_METHOD, TTTConfig
 from siftlm.training.context import fit_context
+from siftlm.training.exclusive import exclusive
 from siftlm.training.memory import MemoryLike, check_memory
 from siftlm.training.results import DocumentResult, GenerationResult, MemoryItem, Timings
 from siftlm.training.steps import make_optimizer, train_step
@@ -119,6 +120,7 @@ class TestTimeTrainer:
 
     # -- one prompt --------------------------------------------------------------------
 
+    @exclusive
     @contextmanager
     def adapt(
         self, prompt: str, *, on_step: Callable[[int], None] | None = None
@@ -126,7 +128,9 @@ class TestTimeTrainer:
         """Select for ``prompt``, train, yield the adapted state, restore on exit.
 
         ``on_step(s)`` is called before the first step (s=0) and after each step s
-        (its time counts as evaluation). The base model is restored even on error.
+        (its time counts as evaluation; raising from it stops the training and restores).
+        The base model is restored even on error. One adaptation runs at a time in the
+        process: other threads wait (``siftlm.training.exclusive``).
         """
         check_text(prompt)
         torch.manual_seed(self.config.seed)
@@ -204,11 +208,16 @@ class TestTimeTrainer:
         )
 
     def generate(
-        self, prompt: str, *, max_new_tokens: int = 64, **generate_kwargs
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        on_step: Callable[[int], None] | None = None,
+        **generate_kwargs,
     ) -> GenerationResult:
         """Adapt to ``prompt``, generate a continuation (greedy unless ``generate_kwargs``
         say otherwise), restore. A prompt longer than the context leaves room for is cut
-        to its end, with a warning."""
+        to its end, with a warning. ``on_step``: as in ``adapt``."""
         check_text(prompt)
         if not 1 <= max_new_tokens < self.max_length:
             raise ValueError(
@@ -226,7 +235,7 @@ class TestTimeTrainer:
             )
             tokens = tokens[len(tokens) - (budget - 1) :]
         inputs = [self.prefix_id, *tokens]
-        with self.adapt(prompt) as adaptation:
+        with self.adapt(prompt, on_step=on_step) as adaptation:
             with self._stage(adaptation.timings, "evaluate"):
                 context, _ = self._context(adaptation, budget - len(inputs))
                 text = self._generate(context + inputs, max_new_tokens, generate_kwargs)
