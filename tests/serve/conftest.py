@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
+import importlib.util
 
 import pytest
+from serve_kit import CONFIG, DOMAINS, KEY, MODEL, PROMPTS, TEXTS, LiveServer
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("prometheus_client")
-openai = pytest.importorskip("openai")
+from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig
+from siftlm.training.tiny import ngram_embedder, tiny_gpt2, tiny_tokenizer
 
-import uvicorn  # noqa: E402
-
-from siftlm.serve.app import Settings, create_app  # noqa: E402
-from siftlm.serve.engine import Engine  # noqa: E402
-from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig  # noqa: E402
-from siftlm.training.tiny import ngram_embedder, tiny_gpt2, tiny_tokenizer  # noqa: E402
-
-TOPICS = {
-    "code": ["def add(a, b): return a + b", "for i in range(10): print(i)", "x = [1, 2, 3]"],
-    "law": ["The court held that the contract", "the defendant shall pay damages", "appeal"],
-    "math": ["Let x be a real number such that", "the integral of x squared is", "prime"],
-}
-TEXTS = [
-    f"{phrases[i % 3]} {phrases[(i + 1) % 3]} (note {i})."
-    for phrases in TOPICS.values()
-    for i in range(8)
-]
-DOMAINS = [domain for domain in TOPICS for _ in range(8)]
-PROMPTS = [
-    "def add(a, b): return a + b and then print(i)",
-    "The court held that the defendant shall pay damages on appeal.",
-    "Let x be a real number; the integral of x squared is prime.",
-]
-MODEL = "tiny"
-KEY = "test-key"
-CONFIG = TTTConfig(n=4, k=12, lr=1e-3)
+# Without the 'serve' extra these tests are not collected.
+SERVE_EXTRA = ("fastapi", "uvicorn", "prometheus_client", "openai", "httpx")
+collect_ignore_glob = [] if all(importlib.util.find_spec(m) for m in SERVE_EXTRA) else ["test_*"]
 
 
 @pytest.fixture(scope="session")
@@ -56,54 +30,20 @@ def make_trainer(tokenizer, memory):
     """A trainer over a fresh tiny GPT-2 (the same weights every call)."""
 
     def make(config: TTTConfig = CONFIG) -> TestTimeTrainer:
-        return TestTimeTrainer(tiny_gpt2(tokenizer, n_positions=96, seed=0), tokenizer, memory, config)
+        return TestTimeTrainer(
+            tiny_gpt2(tokenizer, n_positions=96, seed=0), tokenizer, memory, config
+        )
 
     return make
-
-
-class LiveServer:
-    """uvicorn serving ``app`` in a thread, on a free port of 127.0.0.1."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-
-    @property
-    def engine(self) -> Engine:
-        return self.app.state.engine
-
-    def metric(self, name: str, **labels) -> float:
-        value = self.app.state.metrics.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
-
-    def client(self, api_key: str = KEY, **kwargs) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=self.url + "/v1", api_key=api_key, max_retries=0, timeout=60, **kwargs
-        )
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 @pytest.fixture()
 def start_server(make_trainer):
     """``start_server(config=CONFIG, **settings)`` -> a running ``LiveServer`` (stopped
     after the test); engine options ``max_queue`` and ``long_prompts`` go to the engine."""
+    from siftlm.serve.app import Settings, create_app
+    from siftlm.serve.engine import Engine
+
     servers: list[LiveServer] = []
 
     def start(config: TTTConfig = CONFIG, *, max_queue=8, long_prompts="truncate", **settings):
@@ -124,5 +64,5 @@ def server(start_server) -> LiveServer:
 
 
 @pytest.fixture()
-def client(server) -> openai.OpenAI:
+def client(server):
     return server.client()

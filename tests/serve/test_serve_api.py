@@ -7,7 +7,7 @@ import dataclasses
 import httpx
 import openai
 import pytest
-from conftest import CONFIG, KEY, MODEL, PROMPTS
+from serve_kit import CONFIG, KEY, MODEL, PROMPTS
 
 from siftlm.serve.chat import SIMPLE_STOP, simple_template
 
@@ -31,7 +31,10 @@ def test_a_completion_is_the_adapted_models_generation(client, make_trainer):
     assert ttft["posterior_variance"] < ttft["prior_variance"]
     assert ttft["timings"]["train"] > 0
     assert response.usage.completion_tokens <= 6
-    assert response.usage.total_tokens == response.usage.prompt_tokens + 6 or choice.finish_reason == "stop"
+    assert (
+        response.usage.total_tokens == response.usage.prompt_tokens + 6
+        or choice.finish_reason == "stop"
+    )
 
 
 def test_chat_uses_the_simple_template_and_stops_at_the_next_turn(client, make_trainer):
@@ -52,7 +55,9 @@ def test_chat_uses_the_simple_template_and_stops_at_the_next_turn(client, make_t
 @pytest.mark.parametrize("chat", [False, True])
 def test_a_stream_carries_the_same_text_as_the_whole_response(client, chat):
     create = client.chat.completions.create if chat else client.completions.create
-    request = {"messages": [{"role": "user", "content": PROMPTS[1]}]} if chat else {"prompt": PROMPTS[1]}
+    request = (
+        {"messages": [{"role": "user", "content": PROMPTS[1]}]} if chat else {"prompt": PROMPTS[1]}
+    )
     request.update(model=MODEL, max_tokens=7, temperature=1.0, seed=3)
     whole = create(**request)
     chunks = list(create(**request, stream=True, stream_options={"include_usage": True}))
@@ -167,7 +172,9 @@ def test_long_prompts_are_cut_with_a_warning_or_refused(start_server):
 
 
 def test_stop_strings_cut_the_completion(client):
-    free = client.completions.create(model=MODEL, prompt=PROMPTS[1], max_tokens=12, temperature=1, seed=1)
+    free = client.completions.create(
+        model=MODEL, prompt=PROMPTS[1], max_tokens=12, temperature=1, seed=1
+    )
     text = free.choices[0].text
     assert len(text) > 2
     stop = text[1:3]

@@ -170,9 +170,7 @@ class _Server:
         config = engine.config
         try:
             if body.ttft is not None:
-                config = body.ttft.apply(
-                    config, max_n=settings.max_n, store_size=engine.store_size
-                )
+                config = body.ttft.apply(config, max_n=settings.max_n, store_size=engine.store_size)
         except FieldError as error:
             raise APIError(400, str(error), param=error.param) from None
         if config.method != BASE_METHOD and engine.store_size == 0:
@@ -242,7 +240,9 @@ class _Server:
         try:
             completion = done.result()
         except PromptTooLong as error:
-            raise APIError(400, str(error), param="prompt", code="context_length_exceeded") from None
+            raise APIError(
+                400, str(error), param="prompt", code="context_length_exceeded"
+            ) from None
         except Cancelled:
             raise self.timed_out() from None
         except ValueError as error:
@@ -271,7 +271,9 @@ class _Server:
         try:
             if (first := responder.first()) is not None:
                 yield first
-            while (piece := await asyncio.wait_for(pieces.get(), deadline - loop.time())) is not None:
+            while (
+                piece := await asyncio.wait_for(pieces.get(), deadline - loop.time())
+            ) is not None:
                 yield responder.chunk(piece)
             finished = asyncio.wrap_future(future)
             await asyncio.wait({finished})

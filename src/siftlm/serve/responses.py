@@ -39,9 +39,15 @@ def ttft_info(completion: Completion, config: TTTConfig) -> dict[str, Any]:
     return {
         "method": result.method,
         "config": {
-            "method": config.method, "mode": config.mode, "n": config.n, "k": config.k,
-            "lambda": config.lambda_, "alpha": config.alpha, "distinct": config.distinct,
-            "lr": config.lr, "seed": config.seed,
+            "method": config.method,
+            "mode": config.mode,
+            "n": config.n,
+            "k": config.k,
+            "lambda": config.lambda_,
+            "alpha": config.alpha,
+            "distinct": config.distinct,
+            "lr": config.lr,
+            "seed": config.seed,
         },  # fmt: skip
         "steps": result.steps,
         "memory": [
