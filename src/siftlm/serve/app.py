@@ -158,14 +158,18 @@ class _Server:
                 param="model",
                 code="model_not_found",
             )
-        max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens
-        max_tokens = max_tokens or min(settings.max_tokens, engine.max_length - 1)
+        name = (
+            "max_completion_tokens"
+            if getattr(body, "max_completion_tokens", None)
+            else "max_tokens"
+        )
+        max_tokens = getattr(body, name) or min(settings.max_tokens, engine.max_length - 1)
         if max_tokens >= engine.max_length:
             raise APIError(
                 400,
-                f"max_tokens={max_tokens} leaves no room for the prompt in the model's "
+                f"{name}={max_tokens} leaves no room for the prompt in the model's "
                 f"context of {engine.max_length} tokens",
-                param="max_tokens",
+                param=name,
             )
         config = engine.config
         try:
