@@ -46,7 +46,7 @@ class LiveServer:
             target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
         )
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the test server did not start")
@@ -64,7 +64,7 @@ class LiveServer:
         import openai
 
         return openai.OpenAI(
-            base_url=self.url + "/v1", api_key=api_key, max_retries=0, timeout=60, **kwargs
+            base_url=self.url + "/v1", api_key=api_key, max_retries=0, timeout=300, **kwargs
         )
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from siftlm.cli import build_parser
 from siftlm.serve.cli import build_app
+from siftlm.training import TTTConfig
 
 HOUSE_SMALL = Path(__file__).resolve().parents[2] / "models" / "house-small"
 
@@ -28,7 +29,8 @@ def test_siftlm_and_its_cli_do_not_import_the_server_stack():
 def test_defaults_bind_loopback_without_a_key():
     args = build_parser().parse_args(["serve"])
     assert args.host == "127.0.0.1" and args.api_key is None
-    assert (args.method, args.n, args.k, args.long_prompts) == ("sift", 20, 100, "truncate")
+    assert (args.method, args.long_prompts) == ("sift", "truncate")
+    assert (args.n, args.k, args.lr) == (TTTConfig.n, TTTConfig.k, TTTConfig.lr)
 
 
 @pytest.mark.skipif(not HOUSE_SMALL.exists(), reason="house-small is not in this checkout")

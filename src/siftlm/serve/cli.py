@@ -96,8 +96,8 @@ def register(subparsers) -> None:
         "--api-key", default=None, help=f"required key (default: ${API_KEY_VARIABLE}; none: open)"
     )
     serve.add_argument("--method", default="sift", help="default method of requests")
-    serve.add_argument("-n", type=int, default=20, help="default sequences to train on")
-    serve.add_argument("-k", type=int, default=100, help="default candidates from the index")
+    serve.add_argument("-n", type=int, default=TTTConfig.n, help="default sequences to train on")
+    serve.add_argument("-k", type=int, default=TTTConfig.k, help="default candidates to retrieve")
     serve.add_argument("--lambda", dest="lambda_", type=float, default=TTTConfig.lambda_)
     serve.add_argument("--lr", type=float, default=TTTConfig.lr)
     serve.add_argument("--seed", type=int, default=0)
