@@ -39,7 +39,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "siftlm.cli", "serve", "--model", args.model, "--port", str(port),
         "--threads", str(args.threads), "--max-queue", "64", "--log-level", "warning",
-        "-n", str(args.n), "-k", str(args.k),
+        "-n", str(args.n), "-k", str(args.k), "--variance-gate", args.variance_gate,
     ]  # fmt: skip
     if args.store:
         command += ["--store", args.store]
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=8)
     parser.add_argument("-k", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    parser.add_argument("--variance-gate", default="none", help="'none': every request trains")
     parser.add_argument("--out", default="benchmarks/results/serve.json")
     args = parser.parse_args()
     from siftlm.data import load_corpus
@@ -121,7 +122,8 @@ def main() -> None:
             f"| {row['method']} | {row['clients']} | {row['requests']} | "
             f"{row['requests_per_s']:.2f} | {row['p50_s']:.2f} | {row['p95_s']:.2f} |"
         )
-    conditions = {key: getattr(args, key) for key in ("model", "store", "n", "k", "threads")}
+    keys = ("model", "store", "n", "k", "threads", "variance_gate")
+    conditions = {key: getattr(args, key) for key in keys}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"conditions": conditions, "rows": rows}, indent=2))
     print(f"results: {args.out}")

@@ -91,6 +91,11 @@ def test_ttft_options_change_the_adaptation(client):
         extra_body={"ttft": {"n": 20, "alpha": 50.0, "lambda": 0.5}},
     )  # fmt: skip
     assert _ttft(adaptive)["steps"] < 20  # adaptive SIFT stopped early
+    gated = client.completions.create(
+        model=MODEL, prompt=PROMPTS[2], max_tokens=4, extra_body={"ttft": {"variance_gate": 1e-6}}
+    )
+    assert _ttft(gated)["gated"] and _ttft(gated)["steps"] == 0 and _ttft(gated)["memory"]
+    assert not _ttft(nn)["gated"]
 
 
 def test_per_request_trainers_equal_fresh_ones(server, make_trainer):
@@ -119,6 +124,7 @@ def test_per_request_trainers_equal_fresh_ones(server, make_trainer):
         ({"ttft": {"n": 1000}}, "ttft.n"),
         ({"ttft": {"k": 25}}, "ttft.k"),
         ({"ttft": {"lr": -1}}, "ttft.lr"),
+        ({"ttft": {"variance_gate": 2}}, "ttft.variance_gate"),
         ({"ttft": {"finetune": "lora"}}, "ttft.finetune"),
         ({"ttft": {"n": 8, "k": 4, "distinct": True}}, "ttft"),  # the message names both
     ],

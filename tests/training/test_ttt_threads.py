@@ -38,7 +38,9 @@ def test_threads_on_one_trainer_get_the_sequential_results(
 ):
     model = make_model()
     state = state_of(model)
-    trainer = TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=6, k=12, finetune=finetune))
+    trainer = TestTimeTrainer(
+        model, tokenizer, memory, TTTConfig(n=6, k=12, finetune=finetune, variance_gate=None)
+    )
     texts = prompts * 2
     sequential = [trainer.evaluate(text).nll_nats for text in texts]
     concurrent = _run_in_threads([lambda t=text: trainer.evaluate(t).nll_nats for text in texts])
@@ -48,7 +50,7 @@ def test_threads_on_one_trainer_get_the_sequential_results(
 
 def test_two_trainers_on_one_model_are_serialised(make_model, tokenizer, memory, prompts):
     model = make_model()
-    sift = TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=6, k=12))
+    sift = TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=6, k=12, variance_gate=None))
     base = TestTimeTrainer(model, tokenizer, None, TTTConfig(method="base"))
     calls = [lambda p=p: sift.generate(p, max_new_tokens=5).text for p in prompts]
     calls += [lambda p=p: base.generate(p, max_new_tokens=5).text for p in prompts]
@@ -57,7 +59,9 @@ def test_two_trainers_on_one_model_are_serialised(make_model, tokenizer, memory,
 
 
 def test_a_nested_adaptation_in_one_thread_is_refused(make_model, tokenizer, memory, prompts):
-    trainer = TestTimeTrainer(make_model(), tokenizer, memory, TTTConfig(n=2, k=6))
+    trainer = TestTimeTrainer(
+        make_model(), tokenizer, memory, TTTConfig(n=2, k=6, variance_gate=None)
+    )
     with trainer.adapt(prompts[0]):
         with pytest.raises(RuntimeError, match="already adapting"):
             trainer.generate(prompts[1], max_new_tokens=2)
@@ -65,7 +69,9 @@ def test_a_nested_adaptation_in_one_thread_is_refused(make_model, tokenizer, mem
 
 
 def test_other_threads_wait_while_the_lock_is_held(make_model, tokenizer, memory, prompts):
-    trainer = TestTimeTrainer(make_model(), tokenizer, memory, TTTConfig(n=2, k=6))
+    trainer = TestTimeTrainer(
+        make_model(), tokenizer, memory, TTTConfig(n=2, k=6, variance_gate=None)
+    )
     done = threading.Event()
     thread = threading.Thread(target=lambda: (trainer.evaluate(prompts[0]), done.set()))
     with adaptation_lock():
@@ -80,7 +86,7 @@ def test_raising_from_on_step_stops_training_and_restores(
 ):
     model = make_model()
     state = state_of(model)
-    trainer = TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=6, k=12))
+    trainer = TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=6, k=12, variance_gate=None))
 
     def stop_after_two(step: int) -> None:
         if step == 2:

@@ -33,7 +33,7 @@ def build_app(args: argparse.Namespace):
 
     config = TTTConfig.from_name(
         args.method, n=args.n, k=args.k, lambda_=args.lambda_, lr=args.lr, seed=args.seed,
-        finetune=args.finetune,
+        finetune=args.finetune, variance_gate=args.variance_gate,
     )  # fmt: skip
     model, tokenizer = load_model(args.model)
     store = None if args.store == "none" else open_store(args.store)
@@ -100,6 +100,12 @@ def register(subparsers) -> None:
     serve.add_argument("-k", type=int, default=TTTConfig.k, help="default candidates to retrieve")
     serve.add_argument("--lambda", dest="lambda_", type=float, default=TTTConfig.lambda_)
     serve.add_argument("--lr", type=float, default=TTTConfig.lr)
+    serve.add_argument(
+        "--variance-gate",
+        type=lambda value: None if value == "none" else float(value),
+        default=TTTConfig.variance_gate,
+        help="train only if the selection's posterior variance <= gate x prior ('none': always)",
+    )
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--finetune", choices=("full", "lora"), default="full")
     serve.add_argument("--max-queue", type=int, default=16, help="requests queued at most")

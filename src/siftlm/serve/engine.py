@@ -30,7 +30,7 @@ from siftlm.training.config import BASE_METHOD
 
 # TTTConfig fields a request may set: read per prompt, never at the trainer's construction.
 PER_REQUEST: frozenset[str] = frozenset(
-    {"method", "mode", "n", "k", "lambda_", "alpha", "distinct", "lr", "seed"}
+    {"method", "mode", "n", "k", "lambda_", "alpha", "distinct", "lr", "variance_gate", "seed"}
 )
 LONG_PROMPTS: tuple[str, ...] = ("truncate", "refuse")
 

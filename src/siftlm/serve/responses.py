@@ -47,9 +47,11 @@ def ttft_info(completion: Completion, config: TTTConfig) -> dict[str, Any]:
             "alpha": config.alpha,
             "distinct": config.distinct,
             "lr": config.lr,
+            "variance_gate": config.variance_gate,
             "seed": config.seed,
-        },  # fmt: skip
+        },
         "steps": result.steps,
+        "gated": _gated(result, config),
         "memory": [
             {"id": item.id, "domain": item.domain, "doc_id": item.doc_id, "score": item.score}
             for item in result.memory
@@ -58,6 +60,14 @@ def ttft_info(completion: Completion, config: TTTConfig) -> dict[str, Any]:
         "posterior_variance": result.posterior_variance,
         "timings": result.timings.to_dict(),
     }
+
+
+def _gated(result, config: TTTConfig) -> bool:
+    """Whether ``variance_gate`` skipped the training (the trainer's rule)."""
+    gate, prior = config.variance_gate, result.prior_variance
+    if not config.trains or gate is None or not prior or result.posterior_variance is None:
+        return False
+    return result.posterior_variance > gate * prior
 
 
 def usage(completion: Completion) -> dict[str, int]:

@@ -30,6 +30,9 @@ class TTFTOptions(BaseModel):
     alpha: float | None = Field(None, gt=0, description="adaptive SIFT's stop; null: off")
     distinct: bool = Field(None, description="select distinct sequences only")
     lr: float = Field(None, gt=0, le=1, description="learning rate")
+    variance_gate: float | None = Field(
+        None, gt=0, le=1, description="train only if posterior <= gate x prior; null: always"
+    )
 
     def apply(self, default: TTTConfig, *, max_n: int, store_size: int) -> TTTConfig:
         """``default`` with the fields given here; ValueError names the first bad one."""
