@@ -23,7 +23,7 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 FINETUNE: tuple[str, ...] = ("full", "lora")
 MODES: tuple[str, ...] = ("finetune", "context")
 # Adaptive SIFT's α where a method name asks for it ("sift-adaptive") and none is given.
-ADAPTIVE_ALPHA = 0.05
+ADAPTIVE_ALPHA = 0.02
 # held-out protocols (siftlm.training.heldout)
 EXCLUDE_MODES: tuple[str, ...] = ("same-source", "same-domain")
 QUERY_MODES: tuple[str, ...] = ("document", "first-half")
