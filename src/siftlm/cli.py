@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "siftlm.datastore.cli",
     "siftlm.data.cli",
     "siftlm.bench.cli",
+    "siftlm.serve.cli",
 )
 
 

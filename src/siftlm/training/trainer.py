@@ -28,6 +28,7 @@ from siftlm.evaluation.bpb import (
 from siftlm.training.adaptation import Adaptation, select_for_prompt
 from siftlm.training.config import BASE_METHOD, TTTConfig
 from siftlm.training.context import fit_context
+from siftlm.training.exclusive import exclusive
 from siftlm.training.heldout import Exclusions, first_half
 from siftlm.training.loop import EarlyStop, run_steps, selected_windows
 from siftlm.training.memory import MemoryLike, check_memory
@@ -100,6 +101,7 @@ class TestTimeTrainer:
 
     # -- one prompt --------------------------------------------------------------------
 
+    @exclusive
     @contextmanager
     def adapt(
         self,
@@ -112,10 +114,12 @@ class TestTimeTrainer:
         """Select for ``prompt``, train, yield the adapted state, restore on exit.
 
         ``on_step(s)`` is called before the first step (s=0) and after each step s
-        (its time counts as evaluation). ``exclude``: memory ids the selection may not
-        use. ``known``: tokens of a text known at test time, for ``early_stop``. The
-        base model is restored even on error. Inside, torch's random state is the
-        prompt's own (``config.seed``); the caller's is put back on exit.
+        (its time counts as evaluation; raising from it stops the training and restores).
+        ``exclude``: memory ids the selection may not use. ``known``: tokens of a text
+        known at test time, for ``early_stop``. The base model is restored even on error.
+        Inside, torch's random state is the prompt's own (``config.seed``); the caller's
+        is put back on exit. One adaptation runs at a time in the process: other threads
+        wait (``siftlm.training.exclusive``).
         """
         check_text(prompt)
         with torch.random.fork_rng(devices=self._rng_devices):
@@ -230,11 +234,16 @@ class TestTimeTrainer:
         return nll, len(placed)
 
     def generate(
-        self, prompt: str, *, max_new_tokens: int = 64, **generate_kwargs
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        on_step: Callable[[int], None] | None = None,
+        **generate_kwargs,
     ) -> GenerationResult:
         """Adapt to ``prompt``, generate a continuation (greedy unless ``generate_kwargs``
         say otherwise), restore. A prompt longer than the context leaves room for is cut
-        to its end, with a warning."""
+        to its end, with a warning. ``on_step``: as in ``adapt``."""
         check_text(prompt)
         if self.config.exclude is not None or self.config.query != "document":
             raise ValueError(
@@ -257,7 +266,7 @@ class TestTimeTrainer:
             )
             tokens = tokens[len(tokens) - (budget - 1) :]
         inputs = [self.prefix_id, *tokens]
-        with self.adapt(prompt) as adaptation:
+        with self.adapt(prompt, on_step=on_step) as adaptation:
             with self._stage(adaptation.timings, "evaluate"):
                 context, _ = self._context(adaptation, budget - len(inputs))
                 text = self._generate(context + inputs, max_new_tokens, generate_kwargs)
