@@ -63,6 +63,22 @@ def _facts(adaptation, request_type: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _resolve_device(device: str | None):
+    """The torch device of ``device`` as the harness's HF backend reads it: the
+    default (None) or a CUDA device on a machine without CUDA is the CPU, with a note."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if device is None or (str(device).startswith("cuda") and not cuda):
+        if device is not None:
+            logger.warning("device %r is not available here; using the CPU", device)
+        return torch.device("cuda" if cuda else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"model_args: invalid device {device!r}: {error}") from None
+
+
 @register_model("siftlm")
 class SiftLM(LM):
     """lm-evaluation-harness model: a causal LM adapted to every request.
@@ -98,13 +114,12 @@ class SiftLM(LM):
         self.facts: dict[tuple[str | None, int | None, int], dict[str, Any]] = {}
 
     def _load(self, backend: dict[str, Any]):
-        import torch
+        from siftlm.models.loading import load_tokenizer
 
         pretrained = backend.get("pretrained", "house-small")
         tokenizer = backend.get("tokenizer")
         if isinstance(pretrained, str):
             from siftlm.models import load_model
-            from siftlm.models.loading import load_tokenizer
 
             model, own_tokenizer = load_model(pretrained)
             if tokenizer is None:
@@ -115,11 +130,7 @@ class SiftLM(LM):
                 raise ValueError("model_args: a model object needs its tokenizer (tokenizer=...)")
         if isinstance(tokenizer, str):
             tokenizer = load_tokenizer(tokenizer)
-        device = backend.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            self._device = torch.device(device)
-        except (RuntimeError, TypeError) as error:
-            raise ValueError(f"model_args: invalid device {device!r}: {error}") from None
+        self._device = _resolve_device(backend.get("device"))
         model.to(self._device)
         model.eval()
         return model, tokenizer
@@ -150,9 +161,7 @@ class SiftLM(LM):
         bar = self._bar(len(requests), "loglikelihood")
         bar.disable = bar.disable or disable_tqdm
         for context, positions in by_context.items():
-            pairs = [
-                encode_pair(self.tokenizer, context, requests[p].args[1]) for p in positions
-            ]
+            pairs = [encode_pair(self.tokenizer, context, requests[p].args[1]) for p in positions]
             scores, facts = self._score_context(context, pairs)
             for position, score in zip(positions, scores, strict=True):
                 results[position] = score
@@ -165,14 +174,23 @@ class SiftLM(LM):
         prefix = [self.trainer.prefix_id]
         if not context.strip():  # nothing to adapt to: the base model
             sequences = [(ids or prefix, cont) for ids, cont in pairs]
-            scores = score_continuations(self.model, sequences, self.max_length, self.batch_size_per_call)
-            return scores, {"request_type": "loglikelihood", "method": "base", "steps": 0,
-                            "selected_ids": [], "note": "empty context: not adapted"}
+            scores = score_continuations(
+                self.model, sequences, self.max_length, self.batch_size_per_call
+            )
+            return scores, {
+                "request_type": "loglikelihood",
+                "method": "base",
+                "steps": 0,
+                "selected_ids": [],
+                "note": "empty context: not adapted",
+            }
         with self.trainer.adapt(context) as adaptation:
             longest = max(len(ids) + len(cont) for ids, cont in pairs)
             window = self._context_tokens(adaptation, longest)
             sequences = [([*window, *(ids or prefix)], cont) for ids, cont in pairs]
-            scores = score_continuations(self.model, sequences, self.max_length, self.batch_size_per_call)
+            scores = score_continuations(
+                self.model, sequences, self.max_length, self.batch_size_per_call
+            )
         return scores, _facts(adaptation, "loglikelihood", n_context=bool(window))
 
     def _context_tokens(self, adaptation, n_text: int) -> list[int]:
@@ -238,13 +256,19 @@ class SiftLM(LM):
                 if stop and stop in text:
                     text = text[: text.index(stop)]
             results.append(text)
-            self._record(request, {
-                "request_type": "generate_until", "method": result.method,
-                "steps": result.steps, "selected_ids": [item.id for item in result.memory],
-                "prior_variance": result.prior_variance,
-                "posterior_variance": result.posterior_variance,
-                "truncated_prompt": result.truncated, "seconds": round(result.timings.total, 4),
-            })
+            self._record(
+                request,
+                {
+                    "request_type": "generate_until",
+                    "method": result.method,
+                    "steps": result.steps,
+                    "selected_ids": [item.id for item in result.memory],
+                    "prior_variance": result.prior_variance,
+                    "posterior_variance": result.posterior_variance,
+                    "truncated_prompt": result.truncated,
+                    "seconds": round(result.timings.total, 4),
+                },
+            )
             bar.update(1)
         bar.close()
         return results

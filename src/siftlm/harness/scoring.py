@@ -66,7 +66,9 @@ def score_continuations(
     return results
 
 
-def _score_batch(model, items: list[tuple[list[int], int]], pad_id: int) -> list[tuple[float, bool]]:
+def _score_batch(
+    model, items: list[tuple[list[int], int]], pad_id: int
+) -> list[tuple[float, bool]]:
     width = max(len(full) - 1 for full, _ in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)

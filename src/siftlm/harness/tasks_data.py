@@ -23,9 +23,7 @@ def minipile_documents(corpus_split: str = "test", corpus_domain: str | None = N
     from siftlm.data import load_corpus
 
     documents = load_corpus(corpus_split, domains=[corpus_domain] if corpus_domain else None)
-    rows = [
-        {"id": d.id, "domain": d.domain, "source": d.source, "text": d.text} for d in documents
-    ]
+    rows = [{"id": d.id, "domain": d.domain, "source": d.source, "text": d.text} for d in documents]
     return {"test": datasets.Dataset.from_list(rows)}
 
 
