@@ -52,8 +52,8 @@ def _entries(text: str):
 def _definition(sense: str) -> str:
     """The gloss without examples ("...") and without the [syn: ...]/[ant: ...] lists."""
     gloss = re.split(r"\[(?:syn|ant|also)", sense, maxsplit=1)[0]
-    gloss = re.split(r';\s*"|^"', gloss, maxsplit=1)[0]
-    return " ".join(gloss.split()).rstrip(" ;,")
+    gloss = gloss.split('"', 1)[0]  # examples are quoted, after "; " or ":"
+    return " ".join(gloss.split()).rstrip(" ;,:")
 
 
 def build_wordnet_define(documents, seed: int = 0) -> list[dict]:

@@ -191,7 +191,7 @@ class SiftLM(LM):
             scores = score_continuations(
                 self.model, sequences, self.max_length, self.batch_size_per_call
             )
-        return scores, _facts(adaptation, "loglikelihood", n_context=bool(window))
+        return scores, _facts(adaptation, "loglikelihood", in_context=bool(window))
 
     def _context_tokens(self, adaptation, n_text: int) -> list[int]:
         """Context mode: the selected sequences before the text (as ``evaluate`` does:
