@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("lm_eval")
-
-from siftlm.training import ListMemory  # noqa: E402
-from siftlm.training.tiny import (  # noqa: E402
+from siftlm.training import ListMemory
+from siftlm.training.tiny import (
     ngram_embedder,
     single_thread,
     tiny_gpt2,

@@ -3,17 +3,20 @@ same documents and configuration (base, nn, sift), through the shipped task YAML
 
 from __future__ import annotations
 
-import math
-
 import pytest
-from lm_eval import simple_evaluate
-from lm_eval.tasks import TaskManager
 
-from siftlm.bench import BenchConfig, run_bench
-from siftlm.bench.results import load_results, results_path
-from siftlm.data import load_corpus
-from siftlm.harness import TASKS_DIR
-from siftlm.harness.model import SiftLM
+pytest.importorskip("lm_eval")  # the optional extra siftlm[eval]
+
+import math  # noqa: E402
+
+from lm_eval import simple_evaluate  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from siftlm.bench import BenchConfig, run_bench  # noqa: E402
+from siftlm.bench.results import load_results, results_path  # noqa: E402
+from siftlm.data import load_corpus  # noqa: E402
+from siftlm.harness import TASKS_DIR  # noqa: E402
+from siftlm.harness.model import SiftLM  # noqa: E402
 
 DOMAINS = ("legal", "math")
 

@@ -3,9 +3,13 @@ task, results and samples with the per-request facts."""
 
 from __future__ import annotations
 
-import json
+import pytest
 
-from siftlm.cli import main
+pytest.importorskip("lm_eval")  # the optional extra siftlm[eval]
+
+import json  # noqa: E402
+
+from siftlm.cli import main  # noqa: E402
 
 
 def test_siftlm_eval_runs_a_shipped_task(corpus_dir, model, tokenizer, tmp_path, capsys):
@@ -46,3 +50,9 @@ def test_siftlm_eval_bad_model_args_is_one_clear_line(corpus_dir, capsys):
     )
     assert code == 2
     assert "unknown model_args for siftlm: 'colour'" in capsys.readouterr().err
+
+
+def test_siftlm_eval_runs_the_harness_own_models(corpus_dir, capsys):
+    """Registering "siftlm" keeps the harness's models ("dummy" here, "hf" alike)."""
+    assert main(["eval", "--model", "dummy", "--tasks", "minipile_math"]) == 0
+    assert "minipile_math" in capsys.readouterr().out

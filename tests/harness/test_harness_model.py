@@ -4,12 +4,15 @@ per context, the base model restored after every request, per-request facts."""
 from __future__ import annotations
 
 import pytest
-import torch
-from lm_eval.api.instance import Instance
 
-from siftlm.evaluation.bpb import continuation_logprobs, encode
-from siftlm.harness.model import RollingLogLikelihood, SiftLM
-from siftlm.training import TestTimeTrainer, TTTConfig
+pytest.importorskip("lm_eval")  # the optional extra siftlm[eval]
+
+import torch  # noqa: E402
+from lm_eval.api.instance import Instance  # noqa: E402
+
+from siftlm.evaluation.bpb import continuation_logprobs, encode  # noqa: E402
+from siftlm.harness.model import RollingLogLikelihood, SiftLM  # noqa: E402
+from siftlm.training import TestTimeTrainer, TTTConfig  # noqa: E402
 
 TTT = {"method": "sift", "n": 3, "k": 6, "lambda_": 0.1, "lr": 1e-3}
 
@@ -159,3 +162,15 @@ def test_context_mode_scores_with_the_selection_in_front(model, tokenizer, memor
     req = [request("loglikelihood", (CONTEXTS[0], CHOICES[0]))]
     assert lm.loglikelihood(req)[0][0] != base.loglikelihood(req)[0][0]
     assert lm.facts[("task", 0, 0)]["in_context"] is True
+
+
+def test_held_out_protocols_are_for_documents_only(lm):
+    """``exclude`` names a document: multiple choice and generation refuse it."""
+    import dataclasses
+
+    fields = {spec.name: getattr(lm.config, spec.name) for spec in dataclasses.fields(lm.config)}
+    lm.config = type("Config", (), {**fields, "exclude": "same-domain"})()
+    with pytest.raises(ValueError, match="exclude='same-domain' applies to loglikelihood_roll"):
+        lm.loglikelihood([request("loglikelihood", (CONTEXTS[0], CHOICES[0]))])
+    with pytest.raises(ValueError, match="not to generate_until requests"):
+        lm.generate_until([request("generate_until", ("The court held", {}))])

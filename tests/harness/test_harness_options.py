@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from siftlm.harness.model import SiftLM
-from siftlm.harness.options import make_ttt_config, parse_batch_size, split_model_args
-from siftlm.training import TTTConfig
+pytest.importorskip("lm_eval")  # the optional extra siftlm[eval]
+
+import dataclasses  # noqa: E402
+
+from siftlm.harness.model import SiftLM  # noqa: E402
+from siftlm.harness.options import make_ttt_config, parse_batch_size, split_model_args  # noqa: E402
+from siftlm.training import TTTConfig  # noqa: E402
 
 
 def test_every_ttt_field_is_accepted_by_name():

@@ -3,17 +3,20 @@ offline; the rolling metric counts the bytes the backend scored."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from lm_eval.tasks import TaskManager
 
-from siftlm.data import DOMAINS
-from siftlm.harness import TASKS_DIR
-from siftlm.harness.build import build_tasks
-from siftlm.harness.model import RollingLogLikelihood
-from siftlm.harness.run import attach_facts
-from siftlm.harness.tasks_data import process_rolling
+pytest.importorskip("lm_eval")  # the optional extra siftlm[eval]
+
+import json  # noqa: E402
+
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from siftlm.data import DOMAINS  # noqa: E402
+from siftlm.harness import TASKS_DIR  # noqa: E402
+from siftlm.harness.build import build_tasks  # noqa: E402
+from siftlm.harness.model import RollingLogLikelihood  # noqa: E402
+from siftlm.harness.run import attach_facts  # noqa: E402
+from siftlm.harness.tasks_data import process_rolling  # noqa: E402
 
 
 def test_shipped_tasks_are_the_build_of_the_corpus(tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+import lm_eval.models  # noqa: F401  (the harness's own models first: "hf", "dummy", ...)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
@@ -151,9 +152,20 @@ class SiftLM(LM):
 
     # -- the three request types -----------------------------------------------------
 
+    def _documents_only(self, what: str) -> None:
+        """The held-out protocols name a document (its id and domain): they apply to
+        rolling requests, where the harness's document is the text scored."""
+        exclude = getattr(self.config, "exclude", None)
+        if exclude is not None:
+            raise ValueError(
+                f"exclude={exclude!r} applies to loglikelihood_rolling requests (documents "
+                f"with an id and a domain), not to {what} requests"
+            )
+
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """(log-probability, greedy?) per (context, continuation); one adaptation per
         distinct context, in order of first appearance."""
+        self._documents_only("loglikelihood")
         by_context: dict[str, list[int]] = defaultdict(list)
         for position, request in enumerate(requests):
             by_context[request.args[0]].append(position)
@@ -237,6 +249,7 @@ class SiftLM(LM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         """Greedy (unless ``do_sample``) continuation of each context after adapting to
         it, cut at the first of ``until`` (default: the EOS text)."""
+        self._documents_only("generate_until")
         results = []
         bar = self._bar(len(requests), "generate_until")
         bar.disable = bar.disable or disable_tqdm
@@ -249,7 +262,15 @@ class SiftLM(LM):
             if kwargs.get("temperature") == 0:
                 kwargs.pop("temperature")
                 kwargs["do_sample"] = False
-            max_new = min(max_new, self.max_length // 2)
+            if max_new > self.max_length // 2:
+                logger.warning(
+                    "max_gen_toks=%d leaves too little of the %d-token window for the "
+                    "context; generating %d tokens",
+                    max_new,
+                    self.max_length,
+                    self.max_length // 2,
+                )
+                max_new = self.max_length // 2
             result = self.trainer.generate(context, max_new_tokens=max_new, **kwargs)
             text = result.text
             for stop in until:
