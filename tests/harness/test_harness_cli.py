@@ -56,3 +56,24 @@ def test_siftlm_eval_runs_the_harness_own_models(corpus_dir, capsys):
     """Registering "siftlm" keeps the harness's models ("dummy" here, "hf" alike)."""
     assert main(["eval", "--model", "dummy", "--tasks", "minipile_math"]) == 0
     assert "minipile_math" in capsys.readouterr().out
+
+
+def test_python_api_by_name(corpus_dir, model, tokenizer, tmp_path):
+    """After ``import siftlm.harness.model``, the harness finds the model by name."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    import siftlm.harness.model  # noqa: F401  (registers "siftlm")
+    from siftlm.harness import TASKS_DIR
+
+    folder = tmp_path / "tiny-model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    results = simple_evaluate(
+        model="siftlm",
+        model_args={"pretrained": str(folder), "method": "base", "progress": False},
+        tasks=["minipile_legal"],
+        task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
+        device="cpu",
+    )
+    assert results["results"]["minipile_legal"]["bits_per_byte,none"] > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 EPILOG = """\
-Every other argument is lm-evaluation-harness's (`lm_eval run --help`), e.g.
+siftlm eval takes the arguments of lm-evaluation-harness's `lm_eval run` (below), e.g.
   siftlm eval --model_args pretrained=house-small method=sift n=45 k=200 lambda_=0.1 lr=1e-3 \\
       --tasks minipile --output_path runs/eval --log_samples
   siftlm eval --model hf --model_args pretrained=models/house-small --tasks wordnet_define
