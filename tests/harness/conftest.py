@@ -66,6 +66,7 @@ def memory():
         MEMORY_TEXTS,
         ngram_embedder(),
         domains=MEMORY_DOMAINS,
+        doc_ids=[f"{domain}/m{i:03d}" for i, domain in enumerate(MEMORY_DOMAINS)],
         embedder="ngram-64",
         tokenizer="tiny-bpe",
     )

@@ -30,8 +30,17 @@ def bench_bpb(results) -> dict[str, float]:
     return out
 
 
-@pytest.mark.parametrize("method", ["base", "nn", "sift"])
-def test_harness_bpb_equals_bench(method, corpus_dir, model, tokenizer, memory, tmp_path):
+@pytest.mark.parametrize(
+    ("method", "protocol"),
+    [
+        ("base", {}),
+        ("nn", {}),
+        ("sift", {}),
+        ("sift", {"query": "first-half"}),
+        ("sift", {"exclude": "same-domain"}),
+    ],
+)
+def test_harness_bpb_equals_bench(method, protocol, corpus_dir, model, tokenizer, memory, tmp_path):
     documents = load_corpus("test")
     assert {d.domain for d in documents} == set(DOMAINS)
     config = BenchConfig(
@@ -42,6 +51,7 @@ def test_harness_bpb_equals_bench(method, corpus_dir, model, tokenizer, memory, 
         lr=1e-3,
         out=str(tmp_path / "bench"),
         progress=False,
+        **protocol,
     )
     run_bench(config, model=model, tokenizer=tokenizer, store=memory, documents=documents)
     bench = bench_bpb(load_results(results_path(config.out))[method])
@@ -60,3 +70,9 @@ def test_harness_bpb_equals_bench(method, corpus_dir, model, tokenizer, memory, 
         assert harness == pytest.approx(bench[domain], rel=1e-6), domain
     steps = [facts["steps"] for facts in lm.facts.values()]
     assert steps == [0 if method == "base" else 3] * len(documents)
+    scored = sorted(facts["n_bytes"] for facts in lm.facts.values())
+    whole = sorted(len(d.text.encode("utf-8")) for d in documents)
+    if protocol.get("query") == "first-half":  # the second half only
+        assert all(s < w for s, w in zip(scored, whole, strict=True))
+    else:
+        assert scored == whole
