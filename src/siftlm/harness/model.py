@@ -59,6 +59,7 @@ def _facts(adaptation, request_type: str, **extra: Any) -> dict[str, Any]:
         "selected_ids": [item.id for item in adaptation.memory],
         "prior_variance": adaptation.prior_variance,
         "posterior_variance": adaptation.posterior_variance,
+        "gated": getattr(adaptation, "gated", False),  # variance_gate: selected, not trained
         "seconds": round(adaptation.timings.total, 4),
         **extra,
     }
