@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "siftlm.data.cli",
     "siftlm.bench.cli",
     "siftlm.serve.cli",
+    "siftlm.harness.cli",
 )
 
 
@@ -39,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # only a pass-through command (``siftlm eval``) takes others' arguments
+        if not getattr(args, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.harness_args = extra
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
