@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siftlm.training.tiny import single_thread, tiny_gpt2, tiny_llama, tiny_tokenizer
+from siftlm.testing import single_thread, tiny_gpt2, tiny_llama, tiny_tokenizer
 
 TEXTS = [
     "Bits per byte: the négative log-likelihood in nats over ln 2 times the bytes → ratio.",

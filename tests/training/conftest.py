@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siftlm.training import ListMemory
-from siftlm.training.tiny import (
+from siftlm.testing import (
     ngram_embedder,
     single_thread,
     tiny_gpt2,
     tiny_llama,
     tiny_tokenizer,
 )
+from siftlm.training import ListMemory
 
 TOPICS = {
     "code": ["def add(a, b): return a + b", "for i in range(10): print(i)", "x = [1, 2, 3]"],

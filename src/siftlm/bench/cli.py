@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from siftlm.bench.config import BenchConfig, add_arguments, from_arguments
 
@@ -18,30 +20,68 @@ DEMO = {
 }
 
 
+# Methods that may pick a candidate again (``nn-f`` repeats one on purpose).
+_REPEATING = ("sift", "sift-adaptive", "us")
+
+
+def warn_cycling(methods, n: int, k: int) -> None:
+    """With n > k, SIFT (and ``us``) run out of new candidates and train on the same k
+    sequences again and again: say so, since it is rarely what one wants."""
+    repeating = [m for m in methods if m in _REPEATING]
+    if repeating and n > k:
+        print(
+            f"warning: n={n} steps from k={k} candidates: {', '.join(repeating)} will train "
+            f"on at most {k} distinct sequences, repeating them (about {n / k:.1f} times "
+            "each); raise -k or lower -n",
+            file=sys.stderr,
+        )
+
+
+def _write_report(out, **options) -> None:
+    """Print the report and where it went. After a bench or demo run, a report that may
+    not be replaced (made with other options, or edited) is kept, with a word why: the
+    results are saved either way."""
+    from siftlm.bench import make_report
+    from siftlm.bench.report_file import REPORT_MD, ReportConflictError
+
+    notes: list[str] = []
+    try:
+        text = make_report(out, notes=notes, **options)
+    except ReportConflictError as error:
+        if options:  # `siftlm report`: the user asked for this report
+            raise
+        print(f"report not rewritten: {error}", file=sys.stderr)
+        return
+    print(text)
+    for note in notes:
+        print(f"report: {note}", file=sys.stderr)
+    print(f"report written to {Path(out) / REPORT_MD}")
+
+
 def _bench(args: argparse.Namespace) -> int:
-    from siftlm.bench import make_report, run_bench
+    from siftlm.bench import run_bench
     from siftlm.bench.results import results_path
 
     config = from_arguments(args)
+    warn_cycling(config.methods, config.n, config.k)
     out = run_bench(config)
-    print(make_report(out))
-    print(f"results: {results_path(out, config.rank, config.world_size)}, report: {out}/report.md")
+    print(f"results: {results_path(out, config.rank, config.world_size)}")
+    _write_report(out)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from siftlm.bench import make_report
-
-    print(make_report(args.folder, compare=args.compare, store=args.store))
+    _write_report(args.folder, compare=args.compare, store=args.store, force=args.force)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from siftlm.bench import make_report, run_bench
+    from siftlm.bench import run_bench
     from siftlm.selection.example import run_example
 
     start = time.perf_counter()
     config = from_arguments(args)
+    warn_cycling(config.methods, config.n, config.k)
     print("== 1. Selection: what nearest neighbours and SIFT pick for a two-part question\n")
     run_example(lambda_=config.lambda_)
     print("\n== 2. Test-time fine-tuning on the embedded defaults\n")
@@ -50,7 +90,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"document(s) per domain with {', '.join(config.methods)} (n={config.n}, K={config.k})"
     )
     out = run_bench(config)
-    print(make_report(out))
+    _write_report(out)
     print(f"done in {time.perf_counter() - start:.0f} s; results in {out}/")
     return 0
 
@@ -106,7 +146,7 @@ def register(subparsers) -> None:
     report.add_argument(
         "--compare",
         nargs="+",
-        default=(),
+        default=None,
         metavar="FOLDER",
         help="other bench folders whose methods join the table as <model>:<method>",
     )
@@ -115,6 +155,13 @@ def register(subparsers) -> None:
         default=None,
         help="the datastore the run selected from, for the redundancy of the picks "
         "(default: the one its config.json names)",
+    )
+    report.add_argument(
+        "--force",
+        action="store_true",
+        help="replace report.md also where it was made with other options or edited "
+        "(by default options not given are those the existing report records, and a "
+        "report that would lose content is refused)",
     )
     report.set_defaults(func=_report)
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from siftlm.defaults import DEFAULT_MODEL
+
 # The methods of the paper's comparison, in the order of its tables.
 ALL_METHODS: tuple[str, ...] = (
     "base",
@@ -37,7 +39,7 @@ class BenchConfig:
     """Test-time fine-tuning evaluated by bits per byte over a corpus split."""
 
     model: str = field(
-        default="house-small", metadata={"help": "causal LM: house name, local path or hub name"}
+        default=DEFAULT_MODEL, metadata={"help": "causal LM: house name, local path or hub name"}
     )
     store: str | None = field(
         default=None,

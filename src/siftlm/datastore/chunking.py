@@ -21,8 +21,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from siftlm.datastore.ingest import SourceDocument
+from siftlm.defaults import HOUSE_TOKENIZER as DEFAULT_TOKENIZER
+from siftlm.defaults import project_path
 
-DEFAULT_TOKENIZER = "models/house-small"
 _BATCH_DOCS = 256
 
 
@@ -35,12 +36,11 @@ class Chunk(NamedTuple):
 
 
 def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
-    """A fast (Rust) tokenizer from a name, a local folder, or an object.
-
-    A relative folder is looked up from the working directory, then from the project
-    root (so that ``models/house-small`` works from anywhere inside a checkout).
+    """A fast (Rust) tokenizer from an object, or from a name or folder by the rules of
+    ``siftlm.models.load_tokenizer`` (house names; relative folders also from the
+    project root, so that ``models/house-small`` works from anywhere inside a checkout).
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     if not isinstance(spec, str | Path):
         try:
@@ -52,20 +52,14 @@ def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
         if not getattr(spec, "is_fast", False):
             raise ValueError("chunking needs a fast tokenizer (offsets); got a slow one")
         return spec
-    path = Path(spec).expanduser()
-    if not path.is_absolute() and not path.exists():
-        project_root = Path(__file__).resolve().parents[3]
-        if (project_root / path).exists():
-            path = project_root / path
-    if path.exists():
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-    elif str(spec) == DEFAULT_TOKENIZER:
+    from siftlm.models.loading import load_tokenizer as load_by_name
+
+    if str(spec) == DEFAULT_TOKENIZER and not project_path(spec).exists():
         raise FileNotFoundError(
             f"the house tokenizer {spec} is not there yet; train the house models first "
             "or pass --tokenizer"
         )
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(str(spec))
+    tokenizer = load_by_name(spec)
     if not tokenizer.is_fast:
         raise ValueError(f"tokenizer {spec}: chunking needs a fast tokenizer (offsets)")
     return tokenizer

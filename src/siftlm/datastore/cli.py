@@ -8,19 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_SOURCE = "minipile"
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # = siftlm.datastore.embedders.DEFAULT_EMBEDDER
-STORES = Path("stores")
-
-
-def default_store_path(source: str = DEFAULT_SOURCE, embedder: str = DEFAULT_EMBEDDER) -> Path:
-    """``stores/<source>-<embedder>``, e.g. ``stores/minipile-all-MiniLM-L6-v2``."""
-    source_name = source.partition(":")[0] if source.startswith("minipile") else Path(source).name
-    if source.startswith("minipile:") and source != "minipile:memory":
-        source_name = source.replace(":", "-")
-    embedder_name = Path(embedder.removeprefix("causal:").rstrip("/")).name
-    stem = source_name.split(".")[0] or "store"
-    return STORES / f"{stem}-{embedder_name}"
+from siftlm.defaults import (  # noqa: F401 - default_store_path: its old home
+    DEFAULT_EMBEDDER,
+    DEFAULT_SOURCE,
+    HOUSE_TOKENIZER,
+    default_store_path,
+)
 
 
 def register(subparsers) -> None:
@@ -52,7 +45,7 @@ def register(subparsers) -> None:
         help="sentence-transformers name/path, or causal:<path>",
     )
     build.add_argument(
-        "--tokenizer", default="models/house-small", help="the LM's tokenizer (name or folder)"
+        "--tokenizer", default=HOUSE_TOKENIZER, help="the LM's tokenizer (name or folder)"
     )
     build.add_argument(
         "--max-tokens", type=int, help="tokens per chunk (default: the tokenizer's maximum length)"
@@ -83,7 +76,7 @@ def register(subparsers) -> None:
     )
     precompute.add_argument("-o", "--out", type=Path, help="store folder (default: the usual one)")
     precompute.add_argument("--file", type=Path, help="embeddings file (default: the shipped one)")
-    precompute.add_argument("--tokenizer", default="models/house-small")
+    precompute.add_argument("--tokenizer", default=HOUSE_TOKENIZER)
     precompute.add_argument("--batch-size", type=int, default=32)
     precompute.add_argument(
         "--incremental",

@@ -43,7 +43,8 @@ def train_step(
         [window.context + window.continuation], dtype=torch.long, device=model_device(model)
     )
     n_scored = len(window.continuation)
-    logits = model(input_ids=ids[:, :-1]).logits[0, -n_scored:]
+    inputs = ids[:, :-1]  # unpadded: the mask says so (the prefix token may be the pad id)
+    logits = model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits[0, -n_scored:]
     loss = F.cross_entropy(logits.float(), ids[0, -n_scored:])
     loss.backward()
     if grad_clip is not None:

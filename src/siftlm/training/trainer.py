@@ -58,6 +58,13 @@ def check_text(text: str, what: str = "prompt") -> str:
         raise TypeError(f"the {what} must be a str, got {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"the {what} is empty or whitespace only")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: no UTF-8 bytes, no bpb
+        raise ValueError(
+            f"the {what} is not valid Unicode: lone surrogate {text[error.start]!r} at "
+            f"character {error.start} (decode bytes with errors='replace' or fix the source)"
+        ) from None
     return text
 
 
@@ -204,11 +211,17 @@ class TestTimeTrainer:
         )
 
     def generate(
-        self, prompt: str, *, max_new_tokens: int = 64, **generate_kwargs
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        on_step: Callable[[int], None] | None = None,
+        **generate_kwargs,
     ) -> GenerationResult:
         """Adapt to ``prompt``, generate a continuation (greedy unless ``generate_kwargs``
         say otherwise), restore. A prompt longer than the context leaves room for is cut
-        to its end, with a warning."""
+        to its end, with a warning. ``on_step(t)`` is called after each training step
+        (e.g. a progress bar)."""
         check_text(prompt)
         if not 1 <= max_new_tokens < self.max_length:
             raise ValueError(
@@ -226,7 +239,7 @@ class TestTimeTrainer:
             )
             tokens = tokens[len(tokens) - (budget - 1) :]
         inputs = [self.prefix_id, *tokens]
-        with self.adapt(prompt) as adaptation:
+        with self.adapt(prompt, on_step=on_step) as adaptation:
             with self._stage(adaptation.timings, "evaluate"):
                 context, _ = self._context(adaptation, budget - len(inputs))
                 text = self._generate(context + inputs, max_new_tokens, generate_kwargs)
@@ -344,6 +357,11 @@ class TestTimeTrainer:
         }
         was_training = self.model.training
         self.model.eval()
+        # The input is one unpadded sequence that starts with the prefix token, which is
+        # also the pad token of many models (bos = eos = pad): transformers would warn
+        # that it looks padded. The pad id is passed to generate above, so the model's
+        # own setting is not needed while generating.
+        config_pad_id, self.model.config.pad_token_id = self.model.config.pad_token_id, None
         try:
             with torch.no_grad():
                 output = self.model.generate(
@@ -353,5 +371,6 @@ class TestTimeTrainer:
                     **kwargs,
                 )
         finally:
+            self.model.config.pad_token_id = config_pad_id
             self.model.train(was_training)
         return self.tokenizer.decode(output[0, len(input_ids) :], skip_special_tokens=True)
