@@ -12,6 +12,7 @@ Nothing here imports torch, transformers or faiss at import time.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def open_store(store: str | os.PathLike[str] | None = None, tokenizer: str = HOU
 
 def choose_threads(cpus: int | None = None, load: float | None = None) -> int:
     """Threads for torch on this machine now: the cores that other processes leave idle
-    (CPU count minus the 1-minute load average, rounded down), at least 1.
+    (CPU count minus the 1-minute load average, rounded), at least 1.
 
     Measured for the demo (README, "Threads"): on a 2-core machine busy with other work,
     two threads were slower per prompt than one, as each step waits for the slower of
@@ -82,7 +83,7 @@ def choose_threads(cpus: int | None = None, load: float | None = None) -> int:
             load = os.getloadavg()[0]
         except OSError:  # pragma: no cover - not on every platform
             load = 0.0
-    return max(1, min(cpus, int(cpus - load)))
+    return max(1, min(cpus, math.floor(cpus - load + 0.5)))
 
 
 def configure_threads(threads: int | None = None) -> int:

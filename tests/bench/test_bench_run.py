@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from siftlm.bench import BenchConfig, load_results, make_report, run_bench
 from siftlm.bench.results import ResultsFile
 from siftlm.data import Document
 from siftlm.testing import ngram_embedder, tiny_gpt2, tiny_tokenizer
 from siftlm.training import ListMemory
-
-torch.set_num_threads(1)
 
 TOPICS = {
     "math": "What is 12 plus {i}? The answer is {j}. Solve for x: x + {i} = {j}.",

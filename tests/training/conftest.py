@@ -7,7 +7,6 @@ import torch
 
 from siftlm.testing import (
     ngram_embedder,
-    single_thread,
     tiny_gpt2,
     tiny_llama,
     tiny_tokenizer,
@@ -36,12 +35,6 @@ PROMPTS = [
     "The court held that the defendant shall pay damages on appeal.",
     "Let x be a real number; the integral of x squared is prime.",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with single_thread():
-        yield
 
 
 @pytest.fixture()

@@ -189,7 +189,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type = BenchConfig, **de
         kind, optional = _unwrap(hints[spec.name])
         flag = "--" + spec.name.rstrip("_").replace("_", "-")
         default = defaults.get(spec.name, spec.default)
-        help_text = f"{spec.metadata.get('help', '')} (default: {default})"
+        help_text = spec.metadata.get("help", "")
+        if "(default:" not in help_text or spec.name in defaults:  # one default, the real one
+            help_text = f"{help_text.split(' (default:')[0]} (default: {default})"
         options: dict[str, Any] = {"dest": spec.name, "default": default, "help": help_text}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
