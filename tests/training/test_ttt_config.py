@@ -9,11 +9,48 @@ import pytest
 from siftlm.training import LoRASettings, TTTConfig
 
 
-def test_defaults_follow_the_paper():
-    config = TTTConfig()
-    assert (config.method, config.n, config.k, config.lambda_) == ("sift", 50, 200, 0.01)
-    assert (config.optimizer, config.lr, config.eps, config.grad_clip) == ("adam", 5e-5, 1e-8, 1.0)
-    assert config.finetune == "full" and config.mode == "finetune" and config.trains
+def test_a_default_trainer_adapts_as_the_paper_does(monkeypatch, tokenizer):
+    """Behaviour, not a snapshot: with ``TTTConfig()`` the trainer retrieves k = 200
+    candidates, selects n = 50 of them with SIFT (λ = 0.01, repeats allowed), takes one
+    Adam step (lr 5e-5, gradients clipped at norm 1) per selected sequence, and restores."""
+    import torch
+
+    import siftlm.selection
+    import siftlm.training.trainer as trainer_module
+    from siftlm.testing import ngram_embedder, tiny_gpt2
+    from siftlm.training import ListMemory, TestTimeTrainer
+
+    texts = [f"note {i}: the court held that x + {i} = {2 * i}" for i in range(200)]
+    memory = ListMemory(texts, ngram_embedder())
+    seen: dict = {}
+    search, select = memory.search, siftlm.selection.select
+    monkeypatch.setattr(memory, "search", lambda q, k: seen.setdefault("k", k) and search(q, k))
+    monkeypatch.setattr(
+        siftlm.selection,
+        "select",
+        lambda *a, **kw: seen.update(n=a[2], **kw) or select(*a, **kw),
+    )
+    clips = []
+    original_clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(
+        torch.nn.utils, "clip_grad_norm_", lambda p, c: clips.append(c) or original_clip(p, c)
+    )
+    optimizers = []
+    make = trainer_module.make_optimizer
+    monkeypatch.setattr(
+        trainer_module,
+        "make_optimizer",
+        lambda p, c: optimizers.append(make(p, c)) or optimizers[-1],
+    )
+    model = tiny_gpt2(tokenizer, n_positions=64)
+    trainer = TestTimeTrainer(model, tokenizer, memory)
+    result = trainer.evaluate("the court held that x + 3 = 6")
+    assert seen["k"] == 200 and seen["n"] == 50
+    assert seen["method"] == "sift" and seen["lambda_"] == 0.01 and not seen["distinct"]
+    assert result.n_selected == 50 and result.steps >= 50
+    (optimizer,) = optimizers
+    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 5e-5
+    assert clips == [1.0] * result.steps
 
 
 @pytest.mark.parametrize(

@@ -219,6 +219,19 @@ def _add_generate(subparsers) -> None:
         "--lr", type=float, default=BenchConfig.lr, help="learning rate (default: %(default)s)"
     )
     generate.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    _add_generation_options(generate)
+    generate.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also print the base model's continuation (default: %(default)s)",
+    )
+    _add_threads(generate)
+    generate.set_defaults(func=_generate)
+
+
+def _add_generation_options(generate: argparse.ArgumentParser) -> None:
+    """How the continuation is decoded (``TestTimeTrainer.generate``'s keywords)."""
     generate.add_argument(
         "--max-new-tokens", type=int, default=60, help="tokens to generate (default: %(default)s)"
     )
@@ -234,14 +247,6 @@ def _add_generate(subparsers) -> None:
         default=GENERATION["no_repeat_ngram_size"],
         help="never repeat an n-gram of this size (0: allowed) (default: %(default)s)",
     )
-    generate.add_argument(
-        "--compare",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also print the base model's continuation (default: %(default)s)",
-    )
-    _add_threads(generate)
-    generate.set_defaults(func=_generate)
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:

@@ -36,68 +36,69 @@ REDUNDANCY_PNG = "redundancy.png"
 NEAR_COPY = 0.98  # cosine at or above which two training sequences count as near copies
 
 
-def _plot_curves(curves: dict[str, Curve], base_bpb: float | None, path: Path) -> None:
+def _figure():
+    """(pyplot, figure, axes) of one report plot, drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    return plt, fig, ax
+
+
+def _save(plt, fig, ax, path: Path) -> None:
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_curves(curves: dict[str, Curve], base_bpb: float | None, path: Path) -> None:
+    plt, fig, ax = _figure()
     for method, curve in curves.items():
-        ax.plot(
-            curve.steps,
-            curve.bpb,
-            label=method,
-            lw=2,
-            marker="." if len(curve.steps) < 20 else None,
-        )
+        marker = "." if len(curve.steps) < 20 else None
+        ax.plot(curve.steps, curve.bpb, label=method, lw=2, marker=marker)
     if base_bpb is not None:
         ax.axhline(base_bpb, color="grey", ls="--", lw=1, label="base")
     ax.set_xlabel("gradient steps (selected sequences)")
     ax.set_ylabel("bits per byte")
     ax.set_title("Test-time fine-tuning: bpb after each step")
     ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, path)
+
+
+def _scatter(
+    x: np.ndarray, y: np.ndarray, labels: tuple[str, str, str], path: Path, symlog: bool = False
+) -> None:
+    """A per-prompt scatter plot with a zero line; ``labels``: (x, y, title)."""
+    plt, fig, ax = _figure()
+    ax.scatter(x, y, s=10, alpha=0.6)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
+    if symlog:
+        ax.set_xscale("symlog", linthresh=1)
+    _save(plt, fig, ax, path)
 
 
 def _plot_uncertainty(reduction: np.ndarray, gain: np.ndarray, rho: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.scatter(reduction, gain, s=10, alpha=0.6)
-    ax.axhline(0, color="grey", lw=1)
-    ax.set_xlabel("predicted uncertainty reduction  σ²₀ − σ²ₙ (SIFT)")
-    ax.set_ylabel("realised gain  (base bpb − SIFT bpb)")
-    ax.set_title(f"Uncertainty vs gain per prompt (Spearman ρ = {rho:.2f})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    labels = (
+        "predicted uncertainty reduction  σ²₀ − σ²ₙ (SIFT)",
+        "realised gain  (base bpb − SIFT bpb)",
+        f"Uncertainty vs gain per prompt (Spearman ρ = {rho:.2f})",
+    )
+    _scatter(reduction, gain, labels, path)
 
 
 def _plot_redundancy(copies: np.ndarray, advantage: np.ndarray, rho: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.scatter(copies, advantage, s=10, alpha=0.6)
-    ax.axhline(0, color="grey", lw=1)
-    ax.set_xlabel(f"pairs of near copies among nn's picks (cosine ≥ {NEAR_COPY})")
-    ax.set_ylabel("SIFT's gain over nn  (nn bpb − SIFT bpb)")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_title(f"nn's near copies vs SIFT's gain (Spearman ρ = {rho:.2f})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    labels = (
+        f"pairs of near copies among nn's picks (cosine ≥ {NEAR_COPY})",
+        "SIFT's gain over nn  (nn bpb − SIFT bpb)",
+        f"nn's near copies vs SIFT's gain (Spearman ρ = {rho:.2f})",
+    )
+    _scatter(copies, advantage, labels, path, symlog=True)  # counts: mostly 0, a few large
 
 
 def _standard_error(values: np.ndarray) -> float:

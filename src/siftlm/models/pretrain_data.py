@@ -61,7 +61,9 @@ def tokenize_stream(tokenizer: Any, texts: Sequence[str], cache_dir: Path | None
     pieces = []
     batch = 256
     for start in range(0, len(texts), batch):
-        encoded = tokenizer(list(texts[start : start + batch]), add_special_tokens=False)
+        encoded = tokenizer(
+            list(texts[start : start + batch]), add_special_tokens=False, verbose=False
+        )
         for ids in encoded["input_ids"]:
             pieces.append(np.asarray([*ids, eos], dtype=dtype))
     stream = np.concatenate(pieces)
@@ -115,7 +117,7 @@ def validation_blocks(tokenizer: Any, texts: Sequence[str], context: int, n_docs
     eos = tokenizer.eos_token_id
     blocks = []
     for text in texts[:n_docs]:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][: context - 1]
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][: context - 1]
         if ids:
             blocks.append([eos, *ids])
     return blocks
