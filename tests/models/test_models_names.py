@@ -36,6 +36,13 @@ def test_a_typo_of_a_house_model_is_answered_with_did_you_mean(typo, no_download
         load_tokenizer(typo)
 
 
+def test_a_typo_in_a_model_folder_is_named(no_download):
+    with pytest.raises(
+        ModelNotFoundError, match=r"folder 'models/house-smal' not found.*house-small"
+    ):
+        load_model("models/house-smal")
+
+
 def test_unreachable_hub_fails_at_once_and_says_so(monkeypatch, tmp_path, no_download):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")

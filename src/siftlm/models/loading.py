@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -93,10 +94,13 @@ def _in_hub_cache(name: str) -> bool:
 def _check_hub_name(name: str) -> None:
     """Fail fast, before transformers' network retries, for a name that can only come
     from the hub when the hub cannot be used; suggest a close local name."""
-    close = difflib.get_close_matches(name, _local_names(), n=1, cutoff=0.75)
+    close = difflib.get_close_matches(Path(name).name, _local_names(), n=1, cutoff=0.75)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     if close and "/" not in name:
         raise ModelNotFoundError(f"model {name!r} not found{hint}")
+    parent = Path(name).expanduser().parent
+    if str(parent) not in (".", "") and project_path(parent).is_dir():  # meant as a folder
+        raise ModelNotFoundError(f"model folder {name!r} not found (no such folder){hint}")
     if _in_hub_cache(name):
         return
     why = _hub_unreachable()
