@@ -9,18 +9,41 @@ import pytest
 from siftlm.training import LoRASettings, TTTConfig
 
 
-def test_a_default_trainer_adapts_as_the_paper_does(monkeypatch, tokenizer):
-    """Behaviour, not a snapshot: with ``TTTConfig()`` the trainer retrieves k = 200
-    candidates, selects n = 50 of them with SIFT (λ = 0.01, repeats allowed), takes one
-    Adam step (lr 5e-5, gradients clipped at norm 1) per selected sequence, and restores."""
+def test_one_set_of_defaults_for_engine_benchmark_and_cli():
+    """TTTConfig's defaults are the benchmark's and the command line's (chosen on the
+    validation split); nothing repeats them."""
+    import argparse
+
+    from siftlm.bench import BenchConfig
+    from siftlm.bench.config import add_arguments
+
+    config, bench = TTTConfig(), BenchConfig(methods=("sift",))
+    assert bench.ttt_config("sift") == TTTConfig(max_length=None, seed=0)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.n, args.k, args.lambda_, args.lr) == (
+        config.n,
+        config.k,
+        config.lambda_,
+        config.lr,
+    )
+    assert config.method == "sift" and config.finetune == "full" and config.trains
+
+
+def test_a_default_trainer_does_what_its_defaults_say(monkeypatch, tokenizer):
+    """Behaviour, not a snapshot: with ``TTTConfig()`` the trainer retrieves k
+    candidates, selects n of them with SIFT (λ, repeats allowed), takes one Adam step
+    (lr, gradients clipped at ``grad_clip``) per selected sequence."""
     import torch
 
     import siftlm.selection
-    import siftlm.training.trainer as trainer_module
+    import siftlm.training.loop as trainer_module
     from siftlm.testing import ngram_embedder, tiny_gpt2
     from siftlm.training import ListMemory, TestTimeTrainer
 
-    texts = [f"note {i}: the court held that x + {i} = {2 * i}" for i in range(200)]
+    defaults = TTTConfig()
+    texts = [f"note {i}: the court held that x + {i} = {2 * i}" for i in range(defaults.k)]
     memory = ListMemory(texts, ngram_embedder())
     seen: dict = {}
     search, select = memory.search, siftlm.selection.select
@@ -45,12 +68,14 @@ def test_a_default_trainer_adapts_as_the_paper_does(monkeypatch, tokenizer):
     model = tiny_gpt2(tokenizer, n_positions=64)
     trainer = TestTimeTrainer(model, tokenizer, memory)
     result = trainer.evaluate("the court held that x + 3 = 6")
-    assert seen["k"] == 200 and seen["n"] == 50
-    assert seen["method"] == "sift" and seen["lambda_"] == 0.01 and not seen["distinct"]
-    assert result.n_selected == 50 and result.steps >= 50
+    assert (seen["k"], seen["n"]) == (defaults.k, defaults.n)
+    assert seen["method"] == "sift" and seen["lambda_"] == defaults.lambda_
+    assert not seen["distinct"]
+    assert result.n_selected == defaults.n and result.steps >= defaults.n
     (optimizer,) = optimizers
-    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 5e-5
-    assert clips == [1.0] * result.steps
+    assert type(optimizer) is torch.optim.Adam and defaults.optimizer == "adam"
+    assert optimizer.param_groups[0]["lr"] == defaults.lr
+    assert clips == [defaults.grad_clip] * result.steps
 
 
 @pytest.mark.parametrize(
@@ -115,3 +140,21 @@ def test_exported_at_the_top_level():
     from siftlm.training import TestTimeTrainer
 
     assert siftlm.TestTimeTrainer is TestTimeTrainer
+
+
+def test_a_peft_lora_config_is_accepted_and_round_trips():
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], lora_dropout=0.0)
+    config = TTTConfig(finetune="lora", lora=lora)
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert saved["lora"]["peft"] == "LoraConfig" and saved["lora"]["r"] == 4
+    again = TTTConfig.from_dict(saved)
+    assert isinstance(again.lora, LoraConfig)
+    assert (again.lora.r, again.lora.lora_alpha, set(again.lora.target_modules)) == (
+        4,
+        8,
+        {"c_attn"},
+    )
+    with pytest.raises(TypeError, match="peft LoraConfig or LoRASettings"):
+        TTTConfig(finetune="lora", lora="r=4")
