@@ -173,7 +173,7 @@ class TTTConfig:
     lambda_: float = 0.1
     alpha: float | None = None
     distinct: bool = False
-    lr: float = 1e-3
+    lr: float = 3e-4
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -184,7 +184,7 @@ class TTTConfig:
     context_tokens: int | None = None
     warmup: int = 0
     proximal: float = 0.0
-    variance_gate: float | None = None
+    variance_gate: float | None = 0.2
     early_stop: int | None = None
     gradient_reuse: int | None = None
     exclude: Literal["same-source", "same-domain"] | None = None
