@@ -33,8 +33,9 @@ def test_one_set_of_defaults_for_engine_benchmark_and_cli():
 
 def test_a_default_trainer_does_what_its_defaults_say(monkeypatch, tokenizer):
     """Behaviour, not a snapshot: with ``TTTConfig()`` the trainer retrieves k
-    candidates, selects n of them with SIFT (λ, repeats allowed), takes one Adam step
-    (lr, gradients clipped at ``grad_clip``) per selected sequence."""
+    candidates, selects n of them with SIFT (λ, repeats allowed), and, the selection
+    passing the variance gate, takes one Adam step (lr, gradients clipped at
+    ``grad_clip``) per selected sequence."""
     import torch
 
     import siftlm.selection
@@ -71,7 +72,10 @@ def test_a_default_trainer_does_what_its_defaults_say(monkeypatch, tokenizer):
     assert (seen["k"], seen["n"]) == (defaults.k, defaults.n)
     assert seen["method"] == "sift" and seen["lambda_"] == defaults.lambda_
     assert not seen["distinct"]
-    assert result.n_selected == defaults.n and result.steps >= defaults.n
+    assert result.n_selected == defaults.n
+    # the memory is close to the prompt, so the default variance gate lets it train
+    assert result.posterior_variance <= defaults.variance_gate * result.prior_variance
+    assert result.steps >= defaults.n
     (optimizer,) = optimizers
     assert type(optimizer) is torch.optim.Adam and defaults.optimizer == "adam"
     assert optimizer.param_groups[0]["lr"] == defaults.lr

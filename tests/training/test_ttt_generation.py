@@ -42,7 +42,9 @@ def test_no_attention_mask_warning_in_evaluate_train_or_generate(
     padded_like_the_house_models, tokenizer, memory, prompts, no_unmasked_pad, finetune
 ):
     model = padded_like_the_house_models
-    trainer = TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=2, k=4, finetune=finetune))
+    trainer = TestTimeTrainer(
+        model, tokenizer, memory, TTTConfig(n=2, k=4, finetune=finetune, variance_gate=None)
+    )
     trainer.evaluate(prompts[0])
     result = trainer.generate(prompts[1], max_new_tokens=4)
     assert result.steps >= 2 and no_unmasked_pad  # the check ran
@@ -59,7 +61,9 @@ def test_long_texts_are_encoded_without_the_length_warning(prompts):
 
 
 def test_generate_reports_each_training_step(make_model, tokenizer, memory, prompts):
-    trainer = TestTimeTrainer(make_model(), tokenizer, memory, TTTConfig(n=3, k=4))
+    trainer = TestTimeTrainer(
+        make_model(), tokenizer, memory, TTTConfig(n=3, k=4, variance_gate=None)
+    )
     seen: list[int] = []
     result = trainer.generate(prompts[0], max_new_tokens=2, on_step=seen.append)
     assert seen == list(range(result.steps + 1)) and result.steps >= 3
