@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "load_corpus": "siftlm.data",
     "Datastore": "siftlm.datastore",
     "TestTimeTrainer": "siftlm.training",
+    "open_store": "siftlm.defaults",
 }
 
 __all__ = ["__version__", *_EXPORTS]

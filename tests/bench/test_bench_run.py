@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from siftlm.bench import BenchConfig, load_results, make_report, run_bench
 from siftlm.bench.results import ResultsFile
 from siftlm.data import Document
+from siftlm.testing import ngram_embedder, tiny_gpt2, tiny_tokenizer
 from siftlm.training import ListMemory
-from siftlm.training.tiny import ngram_embedder, tiny_gpt2, tiny_tokenizer
-
-torch.set_num_threads(1)
 
 TOPICS = {
     "math": "What is 12 plus {i}? The answer is {j}. Solve for x: x + {i} = {j}.",
@@ -182,7 +179,7 @@ def test_report_measures_the_redundancy_of_the_picks(tmp_path, setup):
     assert "| nn | 100% |" in section  # nn picks each candidate once
     assert "SIFT's gain over nn per prompt" in markdown
     assert (out / "redundancy.png").stat().st_size > 0
-    missing = make_report(out, store=tmp_path / "no-store")
+    missing = make_report(out, store=tmp_path / "no-store", force=True)  # another store
     assert "not computed: its datastore is not available (no store at" in missing
 
 

@@ -56,8 +56,8 @@ def test_empty_and_whitespace_documents_give_no_chunks(tiny_tokenizer):
 
 def test_missing_house_tokenizer_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    import siftlm.datastore.chunking as chunking
+    import siftlm.defaults
 
-    monkeypatch.setattr(chunking, "__file__", str(tmp_path / "a" / "b" / "c" / "chunking.py"))
+    monkeypatch.setattr(siftlm.defaults, "PROJECT_ROOT", tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="house tokenizer"):
         load_tokenizer("models/house-small")

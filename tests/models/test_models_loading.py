@@ -7,7 +7,7 @@ import torch
 
 from siftlm.models import ModelNotFoundError, load_model, resolve_model_path
 from siftlm.models.loading import models_dir
-from siftlm.training.tiny import tiny_gpt2, tiny_llama
+from siftlm.testing import tiny_gpt2, tiny_llama
 
 
 @pytest.mark.parametrize("architecture", ["gpt2", "llama"])

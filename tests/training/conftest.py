@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siftlm.training import ListMemory
-from siftlm.training.tiny import (
+from siftlm.testing import (
     ngram_embedder,
-    single_thread,
     tiny_gpt2,
     tiny_llama,
     tiny_tokenizer,
 )
+from siftlm.training import ListMemory
 
 TOPICS = {
     "code": ["def add(a, b): return a + b", "for i in range(10): print(i)", "x = [1, 2, 3]"],
@@ -36,12 +35,6 @@ PROMPTS = [
     "The court held that the defendant shall pay damages on appeal.",
     "Let x be a real number; the integral of x squared is prime.",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with single_thread():
-        yield
 
 
 @pytest.fixture()

@@ -7,8 +7,8 @@ import warnings
 import pytest
 
 from siftlm.evaluation.bpb import encode
+from siftlm.testing import ngram_embedder
 from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig
-from siftlm.training.tiny import ngram_embedder
 
 
 @pytest.fixture()

@@ -31,6 +31,57 @@ def test_one_set_of_defaults_for_engine_benchmark_and_cli():
     assert config.method == "sift" and config.finetune == "full" and config.trains
 
 
+def test_a_default_trainer_does_what_its_defaults_say(monkeypatch, tokenizer):
+    """Behaviour, not a snapshot: with ``TTTConfig()`` the trainer retrieves k
+    candidates, selects n of them with SIFT (λ, repeats allowed), and, the selection
+    passing the variance gate, takes one Adam step (lr, gradients clipped at
+    ``grad_clip``) per selected sequence."""
+    import torch
+
+    import siftlm.selection
+    import siftlm.training.loop as trainer_module
+    from siftlm.testing import ngram_embedder, tiny_gpt2
+    from siftlm.training import ListMemory, TestTimeTrainer
+
+    defaults = TTTConfig()
+    texts = [f"note {i}: the court held that x + {i} = {2 * i}" for i in range(defaults.k)]
+    memory = ListMemory(texts, ngram_embedder())
+    seen: dict = {}
+    search, select = memory.search, siftlm.selection.select
+    monkeypatch.setattr(memory, "search", lambda q, k: seen.setdefault("k", k) and search(q, k))
+    monkeypatch.setattr(
+        siftlm.selection,
+        "select",
+        lambda *a, **kw: seen.update(n=a[2], **kw) or select(*a, **kw),
+    )
+    clips = []
+    original_clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(
+        torch.nn.utils, "clip_grad_norm_", lambda p, c: clips.append(c) or original_clip(p, c)
+    )
+    optimizers = []
+    make = trainer_module.make_optimizer
+    monkeypatch.setattr(
+        trainer_module,
+        "make_optimizer",
+        lambda p, c: optimizers.append(make(p, c)) or optimizers[-1],
+    )
+    model = tiny_gpt2(tokenizer, n_positions=64)
+    trainer = TestTimeTrainer(model, tokenizer, memory)
+    result = trainer.evaluate("the court held that x + 3 = 6")
+    assert (seen["k"], seen["n"]) == (defaults.k, defaults.n)
+    assert seen["method"] == "sift" and seen["lambda_"] == defaults.lambda_
+    assert not seen["distinct"]
+    assert result.n_selected == defaults.n
+    # the memory is close to the prompt, so the default variance gate lets it train
+    assert result.posterior_variance <= defaults.variance_gate * result.prior_variance
+    assert result.steps >= defaults.n
+    (optimizer,) = optimizers
+    assert type(optimizer) is torch.optim.Adam and defaults.optimizer == "adam"
+    assert optimizer.param_groups[0]["lr"] == defaults.lr
+    assert clips == [defaults.grad_clip] * result.steps
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from siftlm.testing import ngram_embedder, tiny_gpt2, tiny_tokenizer
 from siftlm.training import TestTimeTrainer, TTTConfig
-from siftlm.training.tiny import ngram_embedder, tiny_gpt2, tiny_tokenizer
 
 datastore = pytest.importorskip("siftlm.datastore")
 

@@ -12,8 +12,8 @@ import siftlm
 import siftlm.selection
 import siftlm.training.loop as trainer_module
 from siftlm.evaluation.bpb import encode
+from siftlm.testing import ngram_embedder
 from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig
-from siftlm.training.tiny import ngram_embedder
 
 
 @pytest.fixture()

@@ -27,14 +27,36 @@ def test_restore_is_bitwise_after_many_prompts(
     results = [trainer.evaluate(prompt) for prompt in prompts * 3]
     assert all(r.steps == 3 for r in results)
     assert_untouched(model, before)
-    # training did change the model while it was adapted
-    with trainer.adapt(prompts[0]) as adaptation:
-        assert adaptation.steps == 3
-        changed = state_of(model)
-        assert changed.keys() != before.keys() or any(
-            not torch.equal(changed[name], before[name]) for name in before
-        )
+    # training did change the model while it was adapted: its outputs differ (for LoRA,
+    # a fresh adapter alone would not change them: its B matrices start at zero)
+    assert_changes_outputs(model, trainer, tokenizer, prompts[0])
     assert_untouched(model, before)
+
+
+def assert_changes_outputs(model, trainer, tokenizer, prompt: str) -> None:
+    model.eval()  # no dropout: equal weights give equal logits
+    ids = torch.tensor([tokenizer.encode(prompt)])
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+    with trainer.adapt(prompt) as adaptation:
+        assert adaptation.steps == 3
+        with torch.no_grad():
+            adapted = model(input_ids=ids).logits
+    assert not torch.equal(adapted, base), "adapting did not change the model's outputs"
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, base)
+
+
+@pytest.mark.parametrize("finetune", FINETUNE)
+def test_the_outputs_check_fails_without_training(
+    finetune, monkeypatch, make_model, tokenizer, memory, prompts
+):
+    """The check above cannot pass when no step changes the weights."""
+    model = make_model()
+    trainer = TestTimeTrainer(model, tokenizer, memory, _config(finetune))
+    monkeypatch.setattr(trainer_module, "train_step", lambda *args, **kwargs: 0.0)
+    with pytest.raises(AssertionError, match="did not change the model's outputs"):
+        assert_changes_outputs(model, trainer, tokenizer, prompts[0])
 
 
 @pytest.mark.parametrize("finetune", FINETUNE)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from siftlm.defaults import DEFAULT_MODEL
 from siftlm.training.config import ADAPTIVE_ALPHA, TTTConfig
 
 # One set of defaults: the selection and training values of the benchmark are TTTConfig's.
@@ -42,7 +43,7 @@ class BenchConfig:
     """Test-time fine-tuning evaluated by bits per byte over a corpus split."""
 
     model: str = field(
-        default="house-small", metadata={"help": "causal LM: house name, local path or hub name"}
+        default=DEFAULT_MODEL, metadata={"help": "causal LM: house name, local path or hub name"}
     )
     store: str | None = field(
         default=None,
@@ -244,7 +245,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type = BenchConfig, **de
         kind, optional = _unwrap(hints[spec.name])
         flag = "--" + spec.name.rstrip("_").replace("_", "-")
         default = defaults.get(spec.name, spec.default)
-        help_text = f"{spec.metadata.get('help', '')} (default: {default})"
+        help_text = spec.metadata.get("help", "")
+        if "(default:" not in help_text or spec.name in defaults:  # one default, the real one
+            help_text = f"{help_text.split(' (default:')[0]} (default: {default})"
         options: dict[str, Any] = {"dest": spec.name, "default": default, "help": help_text}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction

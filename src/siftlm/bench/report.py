@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from siftlm.bench.report_file import REPORT_MD, resolve_options, write_report
 from siftlm.bench.results import load_results
 from siftlm.evaluation import (
     Curve,
@@ -35,68 +36,69 @@ REDUNDANCY_PNG = "redundancy.png"
 NEAR_COPY = 0.98  # cosine at or above which two training sequences count as near copies
 
 
-def _plot_curves(curves: dict[str, Curve], base_bpb: float | None, path: Path) -> None:
+def _figure():
+    """(pyplot, figure, axes) of one report plot, drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    return plt, fig, ax
+
+
+def _save(plt, fig, ax, path: Path) -> None:
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_curves(curves: dict[str, Curve], base_bpb: float | None, path: Path) -> None:
+    plt, fig, ax = _figure()
     for method, curve in curves.items():
-        ax.plot(
-            curve.steps,
-            curve.bpb,
-            label=method,
-            lw=2,
-            marker="." if len(curve.steps) < 20 else None,
-        )
+        marker = "." if len(curve.steps) < 20 else None
+        ax.plot(curve.steps, curve.bpb, label=method, lw=2, marker=marker)
     if base_bpb is not None:
         ax.axhline(base_bpb, color="grey", ls="--", lw=1, label="base")
     ax.set_xlabel("gradient steps (selected sequences)")
     ax.set_ylabel("bits per byte")
     ax.set_title("Test-time fine-tuning: bpb after each step")
     ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, path)
+
+
+def _scatter(
+    x: np.ndarray, y: np.ndarray, labels: tuple[str, str, str], path: Path, symlog: bool = False
+) -> None:
+    """A per-prompt scatter plot with a zero line; ``labels``: (x, y, title)."""
+    plt, fig, ax = _figure()
+    ax.scatter(x, y, s=10, alpha=0.6)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
+    if symlog:
+        ax.set_xscale("symlog", linthresh=1)
+    _save(plt, fig, ax, path)
 
 
 def _plot_uncertainty(reduction: np.ndarray, gain: np.ndarray, rho: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.scatter(reduction, gain, s=10, alpha=0.6)
-    ax.axhline(0, color="grey", lw=1)
-    ax.set_xlabel("predicted uncertainty reduction  σ²₀ − σ²ₙ (SIFT)")
-    ax.set_ylabel("realised gain  (base bpb − SIFT bpb)")
-    ax.set_title(f"Uncertainty vs gain per prompt (Spearman ρ = {rho:.2f})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    labels = (
+        "predicted uncertainty reduction  σ²₀ − σ²ₙ (SIFT)",
+        "realised gain  (base bpb − SIFT bpb)",
+        f"Uncertainty vs gain per prompt (Spearman ρ = {rho:.2f})",
+    )
+    _scatter(reduction, gain, labels, path)
 
 
 def _plot_redundancy(copies: np.ndarray, advantage: np.ndarray, rho: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.scatter(copies, advantage, s=10, alpha=0.6)
-    ax.axhline(0, color="grey", lw=1)
-    ax.set_xlabel(f"pairs of near copies among nn's picks (cosine ≥ {NEAR_COPY})")
-    ax.set_ylabel("SIFT's gain over nn  (nn bpb − SIFT bpb)")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_title(f"nn's near copies vs SIFT's gain (Spearman ρ = {rho:.2f})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    labels = (
+        f"pairs of near copies among nn's picks (cosine ≥ {NEAR_COPY})",
+        "SIFT's gain over nn  (nn bpb − SIFT bpb)",
+        f"nn's near copies vs SIFT's gain (Spearman ρ = {rho:.2f})",
+    )
+    _scatter(copies, advantage, labels, path, symlog=True)  # counts: mostly 0, a few large
 
 
 def _standard_error(values: np.ndarray) -> float:
@@ -236,29 +238,25 @@ def _config(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def make_report(folder: str | Path, compare: Sequence[str | Path] = (), store: Any = None) -> str:
-    """Write ``report.md`` (and plots) into ``folder``; returns the markdown.
-
-    ``compare``: other bench folders (e.g. a larger model's ``base``) whose methods join
-    the table as ``<model>:<method>`` columns, on the documents that all have.
-    ``store``: the datastore the run selected from (a folder or an opened store; default:
-    the folder its config names), for the redundancy of the picks; that section is
-    skipped, with the reason, where the store is not available.
-    """
-    folder = Path(folder)
-    config = _config(folder)
+def _results_by_method(folder: Path, config: dict, compare: Sequence[Path]) -> dict:
+    """Each method's results on the documents that every method (and every compared
+    run's method, as ``<model>:<method>``) has; methods in the config's order."""
     results = load_results(folder)
     order = [m for m in config.get("methods", []) if m in results]
     results = {m: results[m] for m in order + sorted(set(results) - set(order))}
-    for other in map(Path, compare):
+    for other in compare:
         model = _config(other).get("model", other.name)
         for method, found in load_results(other).items():
             results[f"{model}:{method}"] = found
     by_method = common_documents(results)
     if not by_method or not next(iter(by_method.values())):
         raise ValueError(f"{folder}: no document has results for every method yet")
+    return by_method
+
+
+def _header_lines(config: dict, by_method: dict) -> list[str]:
     n_docs = len(next(iter(by_method.values())))
-    lines = [
+    return [
         f"# Benchmark: {config.get('model', '?')} on the {config.get('split', '?')} split",
         "",
         f"{n_docs} documents; n = {config.get('n')}, K = {config.get('k')}, "
@@ -270,56 +268,97 @@ def make_report(folder: str | Path, compare: Sequence[str | Path] = (), store: A
         domain_table(by_method).to_markdown(),
         "",
     ]
-    lines += _paired_lines(by_method)
+
+
+def _curve_lines(by_method: dict, folder: Path) -> list[str]:
     base = by_method.get("base")
-    base_bpb = None
-    if base is not None:
-        base_bpb = aggregate_bpb(base).value
-    curves = {}
-    for method, results in by_method.items():
-        if results and all(r.curve is not None and len(r.curve) > 1 for r in results):
-            curves[method] = learning_curve(results)
-    if curves:
-        _plot_curves(curves, base_bpb, folder / CURVES_PNG)
-        lines += ["## Learning curves", "", f"![bpb after each step]({CURVES_PNG})", ""]
-        for method, curve in curves.items():
-            marks = {0, 1, 5, 10, 20, 50, int(curve.steps[-1])}
-            points = ", ".join(
-                f"{s}: {b:.3f}"
-                for s, b in zip(curve.steps, curve.bpb, strict=True)
-                if int(s) in marks
-            )
-            lines.append(f"- {method}: bpb after steps {points}")
-        lines.append("")
-    for method in ("sift", "sift-adaptive"):
-        if base is None or method not in by_method:
-            continue
+    base_bpb = aggregate_bpb(base).value if base is not None else None
+    curves = {
+        method: learning_curve(results)
+        for method, results in by_method.items()
+        if results and all(r.curve is not None and len(r.curve) > 1 for r in results)
+    }
+    if not curves:
+        return []
+    _plot_curves(curves, base_bpb, folder / CURVES_PNG)
+    lines = ["## Learning curves", "", f"![bpb after each step]({CURVES_PNG})", ""]
+    for method, curve in curves.items():
+        marks = {0, 1, 5, 10, 20, 50, int(curve.steps[-1])}
+        points = ", ".join(
+            f"{s}: {b:.3f}" for s, b in zip(curve.steps, curve.bpb, strict=True) if int(s) in marks
+        )
+        lines.append(f"- {method}: bpb after steps {points}")
+    return lines + [""]
+
+
+def _uncertainty_lines(by_method: dict, folder: Path) -> list[str]:
+    """SIFT's predicted uncertainty reduction against its realised gain over base; a
+    correlation needs two documents, so with one the section says so."""
+    base = by_method.get("base")
+    methods = [m for m in ("sift", "sift-adaptive") if m in by_method]
+    if base is None or not methods:
+        return []
+    lines = ["## Predicted uncertainty reduction vs realised gain", ""]
+    if len(base) < 2:
+        return lines + [
+            f"(Not computed: a correlation needs 2 or more documents, not {len(base)}.)",
+            "",
+        ]
+    for method in methods:
         pairs = uncertainty_gain(by_method[method], base)
         pearson, spearman = correlation(pairs.reduction, pairs.gain)
         if method == "sift":
             _plot_uncertainty(pairs.reduction, pairs.gain, spearman, folder / UNCERTAINTY_PNG)
-            lines += [
-                "## Predicted uncertainty reduction vs realised gain",
-                "",
-                f"![uncertainty vs gain]({UNCERTAINTY_PNG})",
-                "",
-            ]
+            lines += [f"![uncertainty vs gain]({UNCERTAINTY_PNG})", ""]
         lines.append(
             f"- {method}: Pearson {pearson:.3f}, Spearman {spearman:.3f} over {len(pairs.gain)} "
             "documents"
         )
-    embeddings, where = _store_embeddings(config, store)
-    lines.append("")
-    if embeddings is None:
-        lines += [f"(Redundancy of the picks not computed: {where}.)", ""]
-    else:
-        lines += _redundancy_lines(by_method, embeddings, where, folder / REDUNDANCY_PNG)
-    lines += ["## Time per prompt", "", "| method | s/prompt | search+select+restore |"]
+    return lines + [""]
+
+
+def _time_lines(by_method: dict) -> list[str]:
+    lines = ["## Time per prompt", "", "| method | s/prompt | search+select+restore |"]
     lines.append("| --- | ---: | ---: |")
     for method, results in by_method.items():
         shares = time_shares(results)
         seconds = sum(r.timings.total for r in results) / len(results)
         lines.append(f"| {method} | {seconds:.2f} | {100 * shares['overhead']:.1f}% |")
-    markdown = "\n".join(lines) + "\n"
-    (folder / "report.md").write_text(markdown, encoding="utf-8")
-    return markdown
+    return lines
+
+
+def make_report(
+    folder: str | Path,
+    compare: Sequence[str | Path] | None = None,
+    store: Any = None,
+    *,
+    force: bool = False,
+    notes: list[str] | None = None,
+) -> str:
+    """Write ``report.md`` (and plots) into ``folder``; returns the file's text.
+
+    ``compare``: other bench folders (e.g. a larger model's ``base``) whose methods join
+    the table as ``<model>:<method>`` columns, on the documents that all have.
+    ``store``: the datastore the run selected from (a folder or an opened store; default:
+    the folder its config names), for the redundancy of the picks; that section is
+    skipped, with the reason, where the store is not available.
+    ``compare`` and ``store`` left None take the values recorded in an existing report
+    (``siftlm.bench.report_file``); a report made with other options, or edited since,
+    is not replaced unless ``force`` (``ReportConflictError``). ``notes``, if given,
+    receives what the user should be told (options reused, a file replaced).
+    """
+    folder = Path(folder)
+    options, note = resolve_options(folder, compare, store, force)
+    config = _config(folder)
+    by_method = _results_by_method(folder, config, options.compare)
+    lines = _header_lines(config, by_method) + _paired_lines(by_method)
+    lines += _curve_lines(by_method, folder) + _uncertainty_lines(by_method, folder)
+    embeddings, where = _store_embeddings(config, store if store is not None else options.store)
+    if embeddings is None:
+        lines += [f"(Redundancy of the picks not computed: {where}.)", ""]
+    else:
+        lines += _redundancy_lines(by_method, embeddings, where, folder / REDUNDANCY_PNG)
+    lines += _time_lines(by_method)
+    if note is not None and notes is not None:
+        notes.append(note)
+    return write_report(folder / REPORT_MD, "\n".join(lines) + "\n", options)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from siftlm.bench.config import BenchConfig
 from siftlm.bench.results import ResultsFile, results_path
+from siftlm.defaults import open_store  # noqa: F401 - its old home; re-exported
 
 if TYPE_CHECKING:
     from siftlm.data import Document
@@ -56,21 +56,6 @@ def shard(documents: list[Document], rank: int, world_size: int) -> list[Documen
         if (i + j) % world_size == rank:
             mine.append(document)
     return mine
-
-
-def open_store(store: str | None, tokenizer: str = "models/house-small"):
-    """The datastore at ``store``; by default the embedded memory store, built if missing."""
-    from siftlm.datastore import Datastore
-
-    if store is not None:
-        return Datastore.open(store)
-    from siftlm.datastore.cli import default_store_path
-
-    path = default_store_path()
-    if (path / "manifest.json").exists():
-        return Datastore.open(path)
-    print(f"building the embedded memory store at {path} (once)", file=sys.stderr)
-    return Datastore.build("minipile", path, tokenizer=tokenizer)
 
 
 # What a resumed run must share with the saved one besides the configuration's values:

@@ -60,8 +60,9 @@ def default_corpus_dir() -> Path:
     override = os.environ.get(CORPUS_DIR_ENV)
     if override:
         return Path(override)
-    # src/siftlm/data/corpus.py -> repository root
-    return Path(__file__).resolve().parents[3] / "data" / "minipile"
+    from siftlm.defaults import CORPUS_DIR
+
+    return CORPUS_DIR
 
 
 def split_path(split: str, corpus_dir: Path | None = None) -> Path:

@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from siftlm.datastore.ingest import SourceDocument
+from siftlm.defaults import HOUSE_TOKENIZER as DEFAULT_TOKENIZER
 
-DEFAULT_TOKENIZER = "models/house-small"
 _BATCH_DOCS = 256
 
 
@@ -35,10 +35,9 @@ class Chunk(NamedTuple):
 
 
 def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
-    """A fast (Rust) tokenizer from a name, a local folder, or an object.
-
-    A relative folder is looked up from the working directory, then from the project
-    root (so that ``models/house-small`` works from anywhere inside a checkout).
+    """A fast (Rust) tokenizer from an object, or from a name or folder by the rules of
+    ``siftlm.models.load_tokenizer`` (house names; relative folders also from the
+    project root, so that ``models/house-small`` works from anywhere inside a checkout).
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 

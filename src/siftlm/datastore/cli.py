@@ -10,20 +10,12 @@ import time
 from pathlib import Path
 
 from siftlm.datastore.chunking import DEFAULT_TOKENIZER
-from siftlm.datastore.embedders import DEFAULT_EMBEDDER
-
-DEFAULT_SOURCE = "minipile"
-STORES = Path("stores")
-
-
-def default_store_path(source: str = DEFAULT_SOURCE, embedder: str = DEFAULT_EMBEDDER) -> Path:
-    """``stores/<source>-<embedder>``, e.g. ``stores/minipile-all-MiniLM-L6-v2``."""
-    source_name = source.partition(":")[0] if source.startswith("minipile") else Path(source).name
-    if source.startswith("minipile:") and source != "minipile:memory":
-        source_name = source.replace(":", "-")
-    embedder_name = Path(embedder.removeprefix("causal:").rstrip("/")).name
-    stem = source_name.split(".")[0] or "store"
-    return STORES / f"{stem}-{embedder_name}"
+from siftlm.defaults import (  # noqa: F401 - default_store_path: its old home
+    DEFAULT_EMBEDDER,
+    DEFAULT_SOURCE,
+    HOUSE_TOKENIZER,
+    default_store_path,
+)
 
 
 def add_build_options(parser: argparse.ArgumentParser) -> None:

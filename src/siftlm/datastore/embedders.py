@@ -69,7 +69,7 @@ def _canonical_path(spec: str) -> str:
     return str(path.resolve()) if path.exists() else spec
 
 
-def resolve_model_path(spec: str) -> str:
+def embedder_weights_path(spec: str) -> str:
     """Where the weights of ``spec`` live: the packaged MiniLM, a local folder, or a hub name."""
     if spec.lower() in _MINILM_ALIASES:
         try:
@@ -158,7 +158,7 @@ class SentenceTransformerEmbedder(_BatchedEmbedder):
 
         self.spec = spec
         self.name = canonical_name(spec)
-        self.model_path = resolve_model_path(spec)
+        self.model_path = embedder_weights_path(spec)
         self.revision = weights_revision(self.model_path)
         local_only = check_embedder_spec(spec)
         try:
@@ -299,4 +299,4 @@ def describe_spec(spec: str | Embedder) -> tuple[str, str]:
     if spec.startswith("causal:"):
         path = _canonical_path(spec[len("causal:") :])
         return "causal:" + path, weights_revision(path)
-    return canonical_name(spec), weights_revision(resolve_model_path(spec))
+    return canonical_name(spec), weights_revision(embedder_weights_path(spec))

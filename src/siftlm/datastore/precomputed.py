@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from siftlm.datastore.files import write_bytes_atomic
+from siftlm.defaults import EMBEDDINGS_DIR
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "data" / "embeddings"
+DATA_DIR = EMBEDDINGS_DIR
 SHIPPED = DATA_DIR / "minipile-memory-all-MiniLM-L6-v2.npz"
 
 

@@ -122,7 +122,9 @@ def resolve_max_length(model, max_length: int | None) -> int:
 
 def encode(tokenizer, text: str) -> list[int]:
     """Token ids of ``text`` without special tokens (the prefix token is added here)."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # verbose=False: a text longer than the model's context is expected here (it is
+    # scored and trained on in windows), so transformers' length warning does not apply.
+    return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def model_device(model) -> torch.device:
@@ -135,7 +137,8 @@ def continuation_logprobs(model, sequence: Sequence[int], n_scored: int) -> torc
     ``sequence[:-1]``, no gradient."""
     ids = torch.tensor([list(sequence)], dtype=torch.long, device=model_device(model))
     with torch.no_grad():
-        logits = model(input_ids=ids[:, :-1]).logits
+        inputs = ids[:, :-1]  # one unpadded sequence: say so (its first token may be the pad id)
+        logits = model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits
     log_probs = logits[0, -n_scored:].float().log_softmax(dim=-1)
     return log_probs.gather(-1, ids[0, -n_scored:, None]).squeeze(-1)
 

@@ -4,7 +4,7 @@ A result is anything with the fields of ``siftlm.training.DocumentResult`` that 
 here: ``doc_id``, ``domain``, ``nll_nats``, ``n_bytes``, ``steps``, and where asked for
 ``curve``, ``prior_variance``, ``posterior_variance``.
 
-Aggregates are ratios of sums (PROTOCOL.md). Standard errors across prompts are by the
+Aggregates are ratios of sums (docs/method.md). Standard errors across prompts are by the
 delta method, treating documents as the sampled units: for R = sum(y) / sum(x) with
 per-document y_i (bits) and x_i (bytes),
 

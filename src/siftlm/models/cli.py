@@ -6,6 +6,8 @@ import argparse
 import datetime as dt
 import sys
 
+from siftlm.defaults import HOUSE_TOKENIZER
+
 
 def parse_deadline(value: str) -> float:
     """``HH:MM`` (UTC, today, or tomorrow if already past) or an ISO time -> Unix time."""
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoint, log, final weights)")
     p.add_argument(
         "--tokenizer",
-        default="models/house-small",
+        default=HOUSE_TOKENIZER,
         help="tokenizer name or folder (default: the house tokenizer)",
     )
     p.add_argument("--max-tokens", type=int, default=None, help="training token budget")

@@ -141,7 +141,7 @@ def write_card(dest: Path, name: str, command: str, schedule_note: str = "") -> 
 
     summary = json.loads((dest / RESOLVED_CONFIG).read_text())
     results = json.loads((dest / "eval.json").read_text())
-    n_layer, n_embd, n_head, _ = SIZES[summary["size"]]
+    shape = SIZES[summary["size"]]
     rows = "\n".join(
         f"| {r['split']} | {r['documents']:,} | {r['tokens']:,} | {r['bytes']:,} | {r['bpb']:.4f} |"
         for r in results.values()
@@ -159,9 +159,9 @@ def write_card(dest: Path, name: str, command: str, schedule_note: str = "") -> 
         )
     text = CARD.format(
         name=name,
-        n_layer=n_layer,
-        n_embd=n_embd,
-        n_head=n_head,
+        n_layer=shape.n_layer,
+        n_embd=shape.n_embd,
+        n_head=shape.n_head,
         epochs=summary["tokens_seen"] / summary["train_tokens_available"],
         min_lr=summary["lr"] * summary["min_lr_ratio"],
         train_hours=summary["train_seconds"] / 3600,

@@ -1,29 +1,45 @@
-"""Resolve a model name or path and load it with the standard Hugging Face classes."""
+"""Resolve a model name or path and load it with the standard Hugging Face classes.
+
+One set of rules for every model and tokenizer siftlm loads by name (``load_model``,
+``load_tokenizer``; the datastore's chunking uses the same): a house model name
+(``house-small``), a local folder (relative ones also from the project root), or a hub
+name. A hub name that is not in the local cache fails at once, without network retries,
+when ``HF_HUB_OFFLINE`` is set or the hub cannot be reached; a name close to a house
+model's is answered with "did you mean".
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-HOUSE_MODELS: tuple[str, ...] = ("house-small", "house-medium")
+from siftlm.defaults import HOUSE_MODELS, models_dir, project_path
+
+__all__ = [
+    "HOUSE_MODELS",
+    "ModelNotFoundError",
+    "load_model",
+    "load_tokenizer",
+    "models_dir",
+    "resolve_model_path",
+]
+
+_TRUE = {"1", "true", "yes", "on"}
 
 
 class ModelNotFoundError(FileNotFoundError):
-    """The model name is neither a local folder, a house model, nor a cached hub model."""
-
-
-def models_dir() -> Path:
-    """Folder holding the house models: ``$SIFTLM_MODELS_DIR`` or the repository's ``models/``."""
-    override = os.environ.get("SIFTLM_MODELS_DIR")
-    if override:
-        return Path(override)
-    # src/siftlm/models/loading.py -> repository root
-    return Path(__file__).resolve().parents[3] / "models"
+    """The model name is neither a local folder, a house model, nor a reachable hub model."""
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
-    """A local folder for house models and existing paths; the name unchanged otherwise."""
+    """A local folder for house models and existing paths; a hub name unchanged.
+
+    Raises ``ModelNotFoundError`` for a missing house model, and at once for a name that
+    is neither local nor cached where the hub cannot be used (see the module's doc)."""
     name = str(name_or_path)
     if name in HOUSE_MODELS:
         folder = models_dir() / name
@@ -33,22 +49,79 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
                 "train it with `siftlm pretrain` or set SIFTLM_MODELS_DIR"
             )
         return str(folder)
-    path = Path(name).expanduser()
+    path = project_path(name)
     if path.exists():
         return str(path)
+    _check_hub_name(name)
     return name
+
+
+def _local_names() -> list[str]:
+    folders = models_dir()
+    local = [p.name for p in folders.iterdir() if p.is_dir()] if folders.is_dir() else []
+    return sorted({*HOUSE_MODELS, *local})
+
+
+def _hub_unreachable(timeout: float = 2.0) -> str | None:
+    """Why the hub cannot be used now (None: it may be): ``HF_HUB_OFFLINE`` set, or no
+    TCP connection to its host within ``timeout`` seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+        return "HF_HUB_OFFLINE is set: no network access to the Hugging Face hub"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return (
+            f"the Hugging Face hub ({url.hostname}:{port}) cannot be reached: no network ({error})"
+        )
+    return None
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return False
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repository id
+        return False
+    return isinstance(found, str)
+
+
+def _check_hub_name(name: str) -> None:
+    """Fail fast, before transformers' network retries, for a name that can only come
+    from the hub when the hub cannot be used; suggest a close local name."""
+    close = difflib.get_close_matches(Path(name).name, _local_names(), n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    if close and "/" not in name:
+        raise ModelNotFoundError(f"model {name!r} not found{hint}")
+    parent = Path(name).expanduser().parent
+    if str(parent) not in (".", "") and project_path(parent).is_dir():  # meant as a folder
+        raise ModelNotFoundError(f"model folder {name!r} not found (no such folder){hint}")
+    if _in_hub_cache(name):
+        return
+    why = _hub_unreachable()
+    if why is not None:
+        raise ModelNotFoundError(
+            f"model {name!r} not found: it is not a local folder, not a house model "
+            f"({', '.join(HOUSE_MODELS)}), not in the local Hugging Face cache, and {why}{hint}"
+        )
 
 
 def _not_found(name: str, error: Exception) -> ModelNotFoundError:
     return ModelNotFoundError(
-        f"model {name!r} not found: it is not a local folder, not a house model "
-        f"({', '.join(HOUSE_MODELS)}), and not in the local Hugging Face cache; "
-        f"no network is available here (HF_HUB_OFFLINE) ({type(error).__name__}: {error})"
+        f"model {name!r} could not be loaded: not a local folder, not a house model "
+        f"({', '.join(HOUSE_MODELS)}), and not loadable from the Hugging Face hub or its "
+        f"cache ({type(error).__name__}: {error})"
     )
 
 
 def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
-    """``AutoTokenizer.from_pretrained`` on the resolved name; a pad token is guaranteed."""
+    """``AutoTokenizer.from_pretrained`` on the resolved name; a pad token is guaranteed
+    (the eos token, where the tokenizer has none)."""
     from transformers import AutoTokenizer
 
     resolved = resolve_model_path(name_or_path)

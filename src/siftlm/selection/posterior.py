@@ -1,6 +1,6 @@
 """The Gaussian-process posterior that every selection method reads and updates.
 
-Surrogate (PROTOCOL.md): the response to x is linear in a fixed embedding φ(x), with
+Surrogate (docs/method.md, section 2): the response to x is linear in a fixed embedding φ(x), with
 kernel k(x, x') = φ(x)ᵀφ(x') and observation-noise variance λ. After observing the picks
 X = (x_1, ..., x_t) (repeats allowed: each observation carries its own noise), the
 posterior covariance is the *conditional kernel*

@@ -10,9 +10,10 @@ The right-hand side shrinks like 1/t, so the rule ends fine-tuning once the unce
 stops falling about as fast as the compute spent on it grows: prompts whose uncertainty
 the candidates do not reduce get few steps. The paper tried α ∈ {0.15, 0.55, 2.0}.
 
-Source: PROTOCOL.md and the SIFT paper (arXiv 2410.08020, the compute-proportional
-section). activeft 0.1.1, the reference for the picks, has no stopping rule; that the
-step at which the condition first holds is kept (stop *after* it) is our reading.
+Source: the SIFT paper (arXiv 2410.08020, the compute-proportional section). activeft
+0.1.1, the reference for the picks, has no stopping rule; activeft's later code drops
+every step t at which the condition holds, where this rule keeps the first such step and
+stops after it (docs/method.md, section 3, says why and how to get theirs).
 """
 
 from __future__ import annotations

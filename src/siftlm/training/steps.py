@@ -67,7 +67,8 @@ def backward(model: nn.Module, window: Window) -> float:
         [window.context + window.continuation], dtype=torch.long, device=model_device(model)
     )
     n_scored = len(window.continuation)
-    logits = model(input_ids=ids[:, :-1]).logits[0, -n_scored:]
+    inputs = ids[:, :-1]  # unpadded: the mask says so (the prefix token may be the pad id)
+    logits = model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits[0, -n_scored:]
     loss = F.cross_entropy(logits.float(), ids[0, -n_scored:])
     loss.backward()
     return loss.item()

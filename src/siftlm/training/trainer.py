@@ -41,6 +41,13 @@ def check_text(text: str, what: str = "prompt") -> str:
         raise TypeError(f"the {what} must be a str, got {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"the {what} is empty or whitespace only")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: no UTF-8 bytes, no bpb
+        raise ValueError(
+            f"the {what} is not valid Unicode: lone surrogate {text[error.start]!r} at "
+            f"character {error.start} (decode bytes with errors='replace' or fix the source)"
+        ) from None
     return text
 
 
@@ -375,6 +382,11 @@ class TestTimeTrainer:
         }
         was_training = self.model.training
         self.model.eval()
+        # The input is one unpadded sequence that starts with the prefix token, which is
+        # also the pad token of many models (bos = eos = pad): transformers would warn
+        # that it looks padded. The pad id is passed to generate above, so the model's
+        # own setting is not needed while generating.
+        config_pad_id, self.model.config.pad_token_id = self.model.config.pad_token_id, None
         try:
             with torch.no_grad():
                 output = self.model.generate(
@@ -384,5 +396,6 @@ class TestTimeTrainer:
                     **kwargs,
                 )
         finally:
+            self.model.config.pad_token_id = config_pad_id
             self.model.train(was_training)
         return self.tokenizer.decode(output[0, len(input_ids) :], skip_special_tokens=True)

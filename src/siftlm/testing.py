@@ -1,0 +1,95 @@
+"""Tiny tokenizer, models and embedder made on the spot: for tests, examples and
+benchmarks that must run without a download (public: ``siftlm.testing``).
+
+Everything here runs on a CPU in milliseconds.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+SPECIAL = "<|endoftext|>"
+
+
+def tiny_tokenizer(texts: Sequence[str], vocab_size: int = 320):
+    """A byte-level BPE tokenizer trained on ``texts``; BOS = EOS = ``<|endoftext|>``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[SPECIAL],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(texts), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=SPECIAL, eos_token=SPECIAL)
+
+
+def tiny_gpt2(tokenizer, n_positions: int = 64, seed: int = 0):
+    """A random 2-layer GPT-2 (with its default dropout) for ``tokenizer``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def tiny_llama(tokenizer, n_positions: int = 64, seed: int = 0):
+    """A random 2-layer Llama (rotary positions: a non-persistent buffer) for ``tokenizer``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=n_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def ngram_embedder(dim: int = 64, n: int = 3) -> Callable[[list[str]], np.ndarray]:
+    """Counts of hashed character n-grams: texts sharing words get similar vectors."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for start in range(max(len(text) - n + 1, 0)):
+                vectors[row, zlib.crc32(text[start : start + n].encode()) % dim] += 1.0
+        return vectors
+
+    return embed
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block: tiny models are fastest so, and up to
+    100x slower when torch spreads them over the cores of a busy small machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
