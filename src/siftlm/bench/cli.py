@@ -23,7 +23,12 @@ def _bench(args: argparse.Namespace) -> int:
     from siftlm.bench.results import results_path
 
     config = from_arguments(args)
-    out = run_bench(config)
+    if args.ray is not False:
+        from siftlm.bench.ray_runner import run_bench_ray
+
+        out = run_bench_ray(config, args.ray)
+    else:
+        out = run_bench(config)
     print(make_report(out))
     print(f"results: {results_path(out, config.rank, config.world_size)}, report: {out}/report.md")
     return 0
@@ -99,6 +104,16 @@ def register(subparsers) -> None:
         "resumes where a run stopped.",
     )
     add_arguments(bench)
+    bench.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="documents as tasks on Ray actors (one per GPU, else per CPU), each loading the "
+        "model and store once: the cluster at ADDRESS, or ray.init()'s default; results "
+        "into the same results.jsonl; needs siftlm[ray]",
+    )
     bench.set_defaults(func=_bench)
 
     report = subparsers.add_parser("report", help="rebuild report.md and plots of a bench run")

@@ -59,9 +59,10 @@ def shard(documents: list[Document], rank: int, world_size: int) -> list[Documen
 def open_store(store: str | None, tokenizer: str = "models/house-small"):
     """The datastore at ``store``; by default the embedded memory store, built if missing."""
     from siftlm.datastore import Datastore
+    from siftlm.datastore.sharded import open_any
 
     if store is not None:
-        return Datastore.open(store)
+        return open_any(store)  # a store folder, or a folder of shards (shards.json)
     from siftlm.datastore.cli import default_store_path
 
     path = default_store_path()
@@ -109,8 +110,6 @@ def run_bench(
     """
     from tqdm.auto import tqdm
 
-    from siftlm.training import TestTimeTrainer
-
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if model is None or tokenizer is None:
@@ -142,10 +141,7 @@ def run_bench(
     ]
     if not todo:
         return out
-    trainers = {
-        method: TestTimeTrainer(model, tokenizer, store, config.ttt_config(method))
-        for method in config.methods
-    }
+    trainers = make_trainers(config, model, tokenizer, store)
     bar = tqdm(
         total=len(documents) * len(config.methods),
         initial=len(documents) * len(config.methods) - len(todo),
@@ -156,13 +152,27 @@ def run_bench(
     )
     for document, method in todo:
         bar.set_postfix_str(f"{method} {document.domain}", refresh=False)
-        result = trainers[method].evaluate(
-            document.text,
-            doc_id=document.id,
-            domain=document.domain,
-            curve=config.curve_steps(method),
-        )
-        results.append(result)
+        results.append(evaluate_document(trainers, config, document, method))
         bar.update()
     bar.close()
     return out
+
+
+def make_trainers(config: BenchConfig, model, tokenizer, store) -> dict:
+    """One ``TestTimeTrainer`` per method of ``config``, sharing the model and store."""
+    from siftlm.training import TestTimeTrainer
+
+    return {
+        method: TestTimeTrainer(model, tokenizer, store, config.ttt_config(method))
+        for method in config.methods
+    }
+
+
+def evaluate_document(trainers: dict, config: BenchConfig, document: Document, method: str):
+    """``method``'s ``DocumentResult`` on ``document`` (the model is restored after)."""
+    return trainers[method].evaluate(
+        document.text,
+        doc_id=document.id,
+        domain=document.domain,
+        curve=config.curve_steps(method),
+    )

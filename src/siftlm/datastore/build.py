@@ -40,6 +40,7 @@ from siftlm.datastore.chunking import (
     tokenizer_name,
 )
 from siftlm.datastore.embedders import DEFAULT_EMBEDDER, Embedder, describe_spec, load_embedder
+from siftlm.datastore.factory import check_spec
 from siftlm.datastore.files import fsync_dir, fsync_file, sha256_file, write_bytes_atomic
 from siftlm.datastore.index import INDEX_KINDS, build_index, index_kind, tune_recall, write_index
 from siftlm.datastore.ingest import Fields, describe_source, read_documents
@@ -79,6 +80,7 @@ def build_store(
     shard_size: int = DEFAULT_SHARD_SIZE,
     precomputed: Any = "auto",
     recall_target: float = 0.95,
+    ray: bool | str = False,
 ) -> tuple[Path, Embedder | None]:
     """Build the store for ``source`` at ``path``; returns the path and the embedder if loaded.
 
@@ -90,9 +92,11 @@ def build_store(
     ``precomputed``: a :class:`~siftlm.datastore.precomputed.PrecomputedEmbeddings` whose
     vectors are used for the chunks it holds (matched by text), if it was made with the
     same embedder; ``"auto"``: the shipped file for the embedded corpus; None: embed all.
+    ``ray``: embed the missing shards on a Ray cluster (:mod:`siftlm.datastore.ray_embed`):
+    True for ``ray.init()``'s default, or the cluster's address; False: in this process.
     """
     if index not in INDEX_KINDS:
-        raise ValueError(f"unknown index {index!r}; choose one of {', '.join(INDEX_KINDS)}")
+        check_spec(index)  # a Faiss factory string: fail now, not after embedding
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if batch_size < 1 or shard_size < 1:
@@ -139,6 +143,7 @@ def build_store(
             shard_size,
             show_progress,
             precomputed,
+            ray,
         )
         timings["embedding_s"] = time.perf_counter() - clock
         embedder_info = {"name": name, "revision": revision, "dim": int(vectors.shape[1])}
@@ -156,7 +161,10 @@ def build_store(
             embedder=embedder_info,
             tokenizer={"name": tokenizer_name(tokenizer, tok), "checksum": plan["tokenizer"]},
             chunking={"max_tokens": limit, "special_tokens": False},
-            index={"kind": index_kind(faiss_index), "recall_check": recall.as_dict()},
+            index={
+                "kind": index_kind(faiss_index) if index in INDEX_KINDS else index,
+                "recall_check": recall.as_dict(),
+            },
             dtype=dtype,
             counts=_counts(documents, chunks),
             source=describe_source(source),
@@ -308,12 +316,14 @@ def _embed_resumable(
     shard_size: int,
     show_progress: bool,
     precomputed: PrecomputedEmbeddings | None,
+    ray: bool | str = False,
 ) -> tuple[np.ndarray, Embedder | None, dict]:
     """(N, d) float32 embeddings of all chunks, reusing finished shards in ``work``.
 
     Each shard's vectors come, in this order, from: its finished file (same plan); the
     finished shards of an earlier plan with the same embedder (by text); ``precomputed``
-    (by text, if made with the same embedder); the embedder itself.
+    (by text, if made with the same embedder); the embedder itself, here or, with ``ray``,
+    on a Ray cluster (each shard saved as soon as its vectors arrive).
     """
     harvested = _prepare_work(work, plan)
     sources = [
@@ -331,6 +341,7 @@ def _embed_resumable(
     with _bar(
         show_progress, len(chunks), "embedding", "seq", initial=stats["chunks_reused"]
     ) as bar:
+        pending: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}  # for Ray
         for i, ids in enumerate(shards):
             if done[i] is not None:
                 continue
@@ -346,6 +357,9 @@ def _embed_resumable(
                 found |= new
                 stats[f"chunks_{name}"] += int(new.sum())
                 bar.update(int(new.sum()))
+            if not found.all() and ray is not False:
+                pending[i] = (vectors, np.flatnonzero(~found))
+                continue
             if not found.all():
                 if loaded is None:
                     loaded = load_embedder(embedder)
@@ -356,6 +370,20 @@ def _embed_resumable(
                 vectors[todo] = fresh
             _save_shard(files[i], keys[i], vectors)
             done[i] = vectors
+        if pending:
+            from siftlm.datastore.ray_embed import embed_shards
+
+            jobs = {
+                i: [chunks[shards[i][j]].text for j in todo] for i, (_, todo) in pending.items()
+            }
+            for i, fresh in embed_shards(jobs, embedder, plan, batch_size, ray, show_progress):
+                vectors, todo = pending.pop(i)
+                if vectors is None:
+                    vectors = np.empty((len(shards[i]), fresh.shape[1]), np.float32)
+                vectors[todo] = fresh
+                _save_shard(files[i], keys[i], vectors)
+                done[i] = vectors
+                bar.update(len(todo))
     dims = {array.shape[1] for array in done}
     if len(dims) != 1:
         raise ValueError(f"shards disagree on the embedding dimension: {sorted(dims)}")

@@ -57,7 +57,12 @@ def register(subparsers) -> None:
     build.add_argument(
         "--max-tokens", type=int, help="tokens per chunk (default: the tokenizer's maximum length)"
     )
-    build.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat")
+    build.add_argument(
+        "--index",
+        default="flat",
+        help="flat (exact, default), ivf, hnsw, or any Faiss factory string, e.g. 'HNSW32', "
+        "'IVF4096,PQ64', 'OPQ16,IVF1024,PQ16' (trained on a sample; its recall is measured)",
+    )
     build.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--shard-size", type=int, default=512, help="chunks per resumable shard")
@@ -72,6 +77,16 @@ def register(subparsers) -> None:
         help="embed everything, ignoring the shipped precomputed embeddings",
     )
     build.add_argument("--no-progress", dest="progress", action="store_false")
+    build.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="embed on a Ray cluster with Ray Data (an actor per GPU, or per CPU but one): "
+        "at ADDRESS, or by ray.init()'s default (RAY_ADDRESS or a new local instance); "
+        "needs siftlm[ray]",
+    )
     build.set_defaults(func=_build)
 
     precompute = commands.add_parser(
@@ -106,9 +121,24 @@ def register(subparsers) -> None:
     search = commands.add_parser("search", help="nearest chunks to a text")
     search.add_argument("text", nargs="+", help="query text(s); each is one query")
     search.add_argument("-k", type=int, default=5, help="neighbours per query (default 5)")
-    search.add_argument("--store", type=Path, help="store folder (default: the embedded corpus's)")
+    search.add_argument(
+        "--store", type=Path, help="store or shards folder (default: the embedded corpus's)"
+    )
     search.add_argument("--width", type=int, default=160, help="characters of each neighbour shown")
+    search.add_argument(
+        "--mmap", action="store_true", help="map the index from its file instead of loading it"
+    )
     search.set_defaults(func=_search)
+
+    shards = commands.add_parser(
+        "shards",
+        help="join stores built with the same embedder into one store searched as one",
+        description="Write OUT/shards.json listing the stores; OUT is then a store folder for "
+        "`index search --store` and `bench --store` (chunk ids run through the shards in order).",
+    )
+    shards.add_argument("out", type=Path, help="folder for shards.json")
+    shards.add_argument("stores", nargs="+", type=Path, help="the shards' store folders")
+    shards.set_defaults(func=_shards)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -133,6 +163,7 @@ def _build(args: argparse.Namespace) -> int:
         domain_field=args.domain_field,
         split=args.split,
         precomputed="auto" if args.precomputed else None,
+        ray=args.ray,
     )
     store = Datastore.open(path, verify=False)
     build = store.manifest.build
@@ -227,7 +258,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    store = _open(args.store, verify=False)
+    from siftlm.datastore.sharded import open_any
+
+    store = open_any(args.store or default_store_path(), verify=False, mmap=args.mmap)
     queries = store.embed(args.text)
     result = store.search(queries, args.k)
     for q, text in enumerate(args.text):
@@ -240,4 +273,13 @@ def _search(args: argparse.Namespace) -> int:
                 f"  {rank + 1:>2}. score {result.scores[q, rank]:.4f}  {result.domains[q][rank]:<12} "
                 f"{result.doc_ids[q][rank]} #{int(result.ids[q, rank])}\n      {snippet}"
             )
+    return 0
+
+
+def _shards(args: argparse.Namespace) -> int:
+    from siftlm.datastore.sharded import ShardedDatastore
+
+    ShardedDatastore.create(args.out, args.stores)
+    store = ShardedDatastore.open(args.out, verify=False)
+    print(f"{args.out}: {len(store.stores)} shards, {len(store)} chunks")
     return 0

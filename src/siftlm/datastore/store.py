@@ -194,11 +194,17 @@ class Datastore:
 
     @classmethod
     def open(
-        cls, path: str | Path, embedder: str | Embedder | None = None, verify: bool = True
+        cls,
+        path: str | Path,
+        embedder: str | Embedder | None = None,
+        verify: bool = True,
+        mmap: bool = False,
     ) -> Datastore:
         """Open a store; ``embedder`` (a spec or an object) must match the manifest's.
 
         ``verify=True`` checks the SHA-256 of every file (sizes are always checked).
+        ``mmap=True`` maps the index from its file (read-only) instead of reading it into
+        memory, for stores larger than RAM.
         """
         import pyarrow as pa
 
@@ -221,7 +227,7 @@ class Datastore:
         try:
             table = pa.ipc.open_file(pa.memory_map(str(path / CHUNKS_FILE))).read_all()
             embeddings = np.load(path / EMBEDDINGS_FILE, mmap_mode="r")
-            index = read_index(str(path / INDEX_FILE))
+            index = read_index(str(path / INDEX_FILE), mmap=mmap)
         except (OSError, ValueError, RuntimeError, pa.ArrowInvalid) as error:
             raise StoreError(f"store {path}: cannot read its files ({error})") from error
         n = manifest.counts["chunks"]
