@@ -22,6 +22,9 @@ def ray_session():
     """One local Ray (2 CPUs) for the whole test session, shut down at its end."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray workers would add 15 to the niceness of the test process; a test run that is
+    # niced already would then starve them on a busy machine
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(
         num_cpus=2,
         include_dashboard=False,

@@ -38,9 +38,9 @@ class BenchWorker:
             model, tokenizer = load_model(config.model)
         model.eval()
         if isinstance(store, (str, Path)):
-            from siftlm.datastore import Datastore
+            from siftlm.datastore.sharded import open_any
 
-            store = Datastore.open(store, verify=False)  # the driver verified it
+            store = open_any(store, verify=False)  # the driver verified it
         elif store is None and any(m != "base" for m in config.methods):
             store = open_store(config.store)
         self.config = config
