@@ -144,6 +144,7 @@ def run_row(n: int, spec: str, args: argparse.Namespace) -> dict:
     from siftlm.datastore.factory import search_knob, set_knob
 
     faiss.omp_set_num_threads(args.threads)
+    baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries
     out = Path(args.out)
     query = queries(args.seed)
     index, build_s, sample = build(spec, n, args.seed)
@@ -186,6 +187,7 @@ def run_row(n: int, spec: str, args: argparse.Namespace) -> dict:
         **{key: chosen[key] for key in ("knob", "value", "recall", "latency_ms")},
         "sweep": sweep,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "baseline_rss_mb": round(baseline_mb),
         "index_disk_mb": round(disk / 2**20, 1),
         "k": args.k,
         "threads": args.threads,

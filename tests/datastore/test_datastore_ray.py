@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import siftlm.datastore.build as build_module
+from siftlm.cli import main
 from siftlm.datastore import Datastore
 from siftlm.datastore.build import work_dir
 
@@ -56,7 +58,14 @@ def test_ray_build_equals_local_build(
     ray_session, tmp_path, documents, tiny_tokenizer, tiny_embedder, reference
 ):
     assert len(reference) > 2 * SHARD  # several shards, so several Ray rows
-    store = _build(tmp_path / "store", documents, tiny_tokenizer, tiny_embedder)
+    source = tmp_path / "docs.jsonl"
+    rows = ({"id": d.id, "domain": d.domain, "text": d.text} for d in documents)
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    argv = ["index", "build", str(source), "-o", str(tmp_path / "store"), "--ray"]
+    argv += ["--embedder", str(tiny_embedder), "--tokenizer", str(tiny_tokenizer)]
+    argv += ["--shard-size", str(SHARD), "--dtype", "float32", "--no-progress"]
+    assert main(argv) == 0
+    store = Datastore.open(tmp_path / "store")
     _same_store(store, reference)
     assert store.manifest.build["chunks_embedded"] == len(store)
 

@@ -23,7 +23,7 @@ def _bench(args: argparse.Namespace) -> int:
     from siftlm.bench.results import results_path
 
     config = from_arguments(args)
-    if args.ray is not False:
+    if args.ray:
         from siftlm.bench.ray_runner import run_bench_ray
 
         out = run_bench_ray(config, args.ray)

@@ -357,7 +357,7 @@ def _embed_resumable(
                 found |= new
                 stats[f"chunks_{name}"] += int(new.sum())
                 bar.update(int(new.sum()))
-            if not found.all() and ray is not False:
+            if not found.all() and ray:
                 pending[i] = (vectors, np.flatnonzero(~found))
                 continue
             if not found.all():
@@ -384,6 +384,11 @@ def _embed_resumable(
                 _save_shard(files[i], keys[i], vectors)
                 done[i] = vectors
                 bar.update(len(todo))
+            if pending:
+                raise RuntimeError(
+                    f"Ray returned no vectors for shards {sorted(pending)}; run the build "
+                    "again: it resumes with them"
+                )
     dims = {array.shape[1] for array in done}
     if len(dims) != 1:
         raise ValueError(f"shards disagree on the embedding dimension: {sorted(dims)}")
