@@ -210,3 +210,40 @@ def test_report_compares_with_another_run(tmp_path, setup):
     assert "100.0%" in markdown.split("bigger:base |")[1]  # the same model: as base
     # the same model, so base against bigger:base is equal on every document
     assert "| base | bigger:base | 100.0% ± 0.0 | 0 / 6 of 6 |" in markdown
+
+
+def test_a_refused_run_writes_nothing(tmp_path, setup):
+    # k beyond the memory's size: refused before any file is written
+    with pytest.raises(ValueError, match="exceed the datastore"):
+        run(config(tmp_path, k=10_000), setup)
+    assert not (tmp_path / "run" / "config.json").exists()
+    assert not list((tmp_path / "run").glob("results*.jsonl"))
+    # and the folder is free for a valid run
+    out = run(config(tmp_path), setup)
+    assert (out / "config.json").exists() and records(out)
+
+
+def test_a_second_process_on_the_same_worker_share_is_refused(tmp_path, setup):
+    from siftlm.bench.runner import locked
+
+    out = tmp_path / "run"
+    with locked(out / ".results.jsonl.lock", "results folder"):  # another run holds it
+        with pytest.raises(ValueError, match="in use by pid"):
+            run(config(tmp_path), setup)
+    assert not (out / "config.json").exists()
+    # other workers' shares may run alongside
+    with locked(out / ".results-0-of-2.jsonl.lock", "results folder"):
+        run(config(tmp_path, rank=1, world_size=2), setup)
+    assert (out / "results-1-of-2.jsonl").exists()
+
+
+def test_held_out_protocols_are_recorded(tmp_path, setup):
+    out = run(config(tmp_path, exclude="same-domain", query="first-half"), setup)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["exclude"] == "same-domain" and saved["query"] == "first-half"
+    assert saved["ttt"]["sift"]["exclude"] == "same-domain"
+    memory = setup[2]
+    for result in load_results(out)["sift"]:
+        assert all(memory.domains[i] != result.domain for i in result.selected_ids)
+    with pytest.raises(ValueError, match="another configuration"):
+        run(config(tmp_path, exclude="same-source", query="first-half"), setup)

@@ -52,6 +52,11 @@ def test_factory_string_store_opens_with_its_measured_recall(
         assert result.ids.shape == (6, 5) and (result.ids >= 0).all()
         if spec == "HNSW8":  # full vectors: a stored vector finds itself
             assert (result.scores[:, 0] > 0.999).all()
+        # excluded ids never come back, and the tuned knob is kept (through OPQ too)
+        banned = np.unique(result.ids)
+        kept = store.search(queries, k=5, exclude=banned)
+        assert not set(kept.ids.ravel()) & set(banned.tolist())
+        assert (kept.ids >= 0).all()
 
 
 def test_memory_mapped_flat_index_searches_like_a_loaded_one(built_store):

@@ -70,3 +70,19 @@ def test_shards_of_different_embedders_are_refused(shards):
     other.manifest.embedder = {**other.manifest.embedder, "name": "another-model"}
     with pytest.raises(StoreError, match="another-model"):
         ShardedDatastore([part, other])
+
+
+def test_sharded_search_excludes_global_ids(shards):
+    store = ShardedDatastore.open(shards / "all")
+    everything = store.embeddings[np.arange(len(store))]
+    queries = everything[[0, len(store) - 1]]
+    first = store.search(queries, k=5)
+    banned = np.unique(first.ids)  # ids in both shards
+    result = store.search(queries, k=5, exclude=banned)
+    assert not set(result.ids.ravel()) & set(banned.tolist())
+    scores = queries @ everything.T
+    scores[:, banned] = -np.inf
+    exact = np.sort(scores, axis=1)[:, ::-1][:, :5]
+    np.testing.assert_allclose(result.scores, exact, atol=1e-5)
+    with pytest.raises(ValueError, match="outside"):
+        store.search(queries, k=5, exclude=[len(store)])

@@ -9,11 +9,26 @@ import pytest
 from siftlm.training import LoRASettings, TTTConfig
 
 
-def test_defaults_follow_the_paper():
-    config = TTTConfig()
-    assert (config.method, config.n, config.k, config.lambda_) == ("sift", 50, 200, 0.01)
-    assert (config.optimizer, config.lr, config.eps, config.grad_clip) == ("adam", 5e-5, 1e-8, 1.0)
-    assert config.finetune == "full" and config.mode == "finetune" and config.trains
+def test_one_set_of_defaults_for_engine_benchmark_and_cli():
+    """TTTConfig's defaults are the benchmark's and the command line's (chosen on the
+    validation split); nothing repeats them."""
+    import argparse
+
+    from siftlm.bench import BenchConfig
+    from siftlm.bench.config import add_arguments
+
+    config, bench = TTTConfig(), BenchConfig(methods=("sift",))
+    assert bench.ttt_config("sift") == TTTConfig(max_length=None, seed=0)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.n, args.k, args.lambda_, args.lr) == (
+        config.n,
+        config.k,
+        config.lambda_,
+        config.lr,
+    )
+    assert config.method == "sift" and config.finetune == "full" and config.trains
 
 
 @pytest.mark.parametrize(
@@ -78,3 +93,21 @@ def test_exported_at_the_top_level():
     from siftlm.training import TestTimeTrainer
 
     assert siftlm.TestTimeTrainer is TestTimeTrainer
+
+
+def test_a_peft_lora_config_is_accepted_and_round_trips():
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], lora_dropout=0.0)
+    config = TTTConfig(finetune="lora", lora=lora)
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert saved["lora"]["peft"] == "LoraConfig" and saved["lora"]["r"] == 4
+    again = TTTConfig.from_dict(saved)
+    assert isinstance(again.lora, LoraConfig)
+    assert (again.lora.r, again.lora.lora_alpha, set(again.lora.target_modules)) == (
+        4,
+        8,
+        {"c_attn"},
+    )
+    with pytest.raises(TypeError, match="peft LoraConfig or LoRASettings"):
+        TTTConfig(finetune="lora", lora="r=4")

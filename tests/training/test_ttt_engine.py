@@ -10,7 +10,7 @@ import pytest
 
 import siftlm
 import siftlm.selection
-import siftlm.training.trainer as trainer_module
+import siftlm.training.loop as trainer_module
 from siftlm.evaluation.bpb import encode
 from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig
 from siftlm.training.tiny import ngram_embedder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import siftlm.training.trainer as trainer_module
+import siftlm.training.loop as trainer_module
 from siftlm.training import TestTimeTrainer, TTTConfig
 
 FINETUNE = ["full", "lora"]
@@ -98,3 +98,25 @@ def test_restored_after_an_error_during_training(
     with pytest.raises(KeyError), trainer.adapt(prompts[1]):
         raise KeyError("caller")
     assert_untouched(model, before)
+
+
+def test_a_peft_lora_config_trains_its_adapter_and_restores(
+    make_model, tokenizer, memory, prompts, state_of, assert_untouched
+):
+    from peft import LoraConfig
+
+    model = make_model()
+    before = state_of(model)
+    targets = ["c_attn"] if "gpt2" in type(model).__name__.lower() else ["q_proj", "v_proj"]
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=targets, init_lora_weights=False)
+    config = _config("lora", lora=lora)
+    trainer = TestTimeTrainer(model, tokenizer, memory, config)
+    base = TestTimeTrainer(model, tokenizer, memory, TTTConfig(method="base"))
+    with trainer.adapt(prompts[0]) as adaptation:
+        adapters = [n for n, _ in model.named_parameters() if "lora_" in n]
+        assert adapters and all(".lora_A." in n or ".lora_B." in n for n in adapters)
+        assert {n.split(".")[-3] for n in adapters} <= set(targets) | {"lora_A", "lora_B"}
+        assert adaptation.steps == 3
+    assert_untouched(model, before)
+    assert trainer.evaluate(prompts[0]).nll_nats != base.evaluate(prompts[0]).nll_nats
+    assert lora.fan_in_fan_out is False  # the caller's object is not changed

@@ -1,9 +1,9 @@
 """The benchmark's configuration: one frozen dataclass, the CLI is built from its fields.
 
 ``BenchConfig`` says which model adapts to which documents with which methods; every
-method shares the selection and training hyperparameters given here. The defaults (n,
-λ, lr, α; K = 200 kept from the paper) were chosen on the validation split with
-house-small: ``benchmarks/sweep.py``, results in ``benchmarks/sweep/summary.md``. The resolved configuration is written
+method shares the selection and training hyperparameters given here. The selection and
+training defaults are ``TTTConfig``'s (one set of defaults for the whole package), chosen
+on the validation split with house-small (``benchmarks/sweep.py``). The resolved configuration is written
 next to the results (``config.json``) and a resumed run must match it.
 """
 
@@ -16,6 +16,11 @@ import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from siftlm.training.config import ADAPTIVE_ALPHA, TTTConfig
+
+# One set of defaults: the selection and training values of the benchmark are TTTConfig's.
+_TTT = TTTConfig()
 
 # The methods of the paper's comparison, in the order of its tables.
 ALL_METHODS: tuple[str, ...] = (
@@ -53,13 +58,58 @@ class BenchConfig:
     docs_per_domain: int | None = field(
         default=None, metadata={"help": "first N documents of each domain (default: all)"}
     )
-    n: int = field(default=45, metadata={"help": "sequences selected (gradient steps) per prompt"})
-    k: int = field(default=200, metadata={"help": "candidates pre-selected by the index"})
-    lambda_: float = field(default=0.1, metadata={"help": "SIFT's noise variance λ"})
-    alpha: float = field(default=0.05, metadata={"help": "adaptive SIFT's α (sift-adaptive)"})
-    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
-    optimizer: str = field(default="adam", metadata={"help": "adam, adamw or sgd"})
-    finetune: str = field(default="full", metadata={"help": "full or lora"})
+    n: int = field(
+        default=_TTT.n, metadata={"help": "sequences selected (gradient steps) per prompt"}
+    )
+    k: int = field(default=_TTT.k, metadata={"help": "candidates pre-selected by the index"})
+    lambda_: float = field(default=_TTT.lambda_, metadata={"help": "SIFT's noise variance λ"})
+    alpha: float = field(
+        default=ADAPTIVE_ALPHA, metadata={"help": "adaptive SIFT's α (sift-adaptive)"}
+    )
+    lr: float = field(default=_TTT.lr, metadata={"help": "learning rate"})
+    warmup: int = field(
+        default=_TTT.warmup, metadata={"help": "steps of linear learning-rate warm-up per prompt"}
+    )
+    proximal: float = field(
+        default=_TTT.proximal, metadata={"help": "μ of the proximal term μ/2 ||W - W_0||² (0: off)"}
+    )
+    variance_gate: float | None = field(
+        default=_TTT.variance_gate,
+        metadata={
+            "help": "train only if SIFT's posterior variance after selection is at most this"
+            " fraction of the prior (none: always train)"
+        },
+    )
+    early_stop: int | None = field(
+        default=None,
+        metadata={
+            "help": "first-half only: check the known half's loss every this many steps,"
+            " stop when it rises, keep the best weights (none: off)"
+        },
+    )
+    gradient_reuse: int | None = field(
+        default=_TTT.gradient_reuse,
+        metadata={
+            "help": "recompute a repeated sequence's gradient every this many repeats and"
+            " reuse it in between (none: always recompute)"
+        },
+    )
+    exclude: str | None = field(
+        default=None,
+        metadata={
+            "help": "held-out protocol: same-source (no memory from the document's source"
+            " file) or same-domain (leave-one-domain-out); none: standard"
+        },
+    )
+    query: str = field(
+        default="document",
+        metadata={
+            "help": "document (adapt to the whole document) or first-half (adapt to the first"
+            " half of its tokens, score the second half)"
+        },
+    )
+    optimizer: str = field(default=_TTT.optimizer, metadata={"help": "adam, adamw or sgd"})
+    finetune: str = field(default=_TTT.finetune, metadata={"help": "full or lora"})
     curve_methods: tuple[str, ...] = field(
         default=("nn", "sift"),
         metadata={"help": "methods whose learning curve (bpb after each step) is recorded"},
@@ -112,6 +162,13 @@ class BenchConfig:
             lambda_=self.lambda_,
             **({"alpha": self.alpha} if method == "sift-adaptive" else {}),
             lr=self.lr,
+            warmup=self.warmup,
+            proximal=self.proximal,
+            variance_gate=self.variance_gate,
+            early_stop=self.early_stop,
+            gradient_reuse=self.gradient_reuse,
+            exclude=self.exclude,
+            query=self.query,
             optimizer=self.optimizer,
             finetune=self.finetune,
             max_length=self.max_length,

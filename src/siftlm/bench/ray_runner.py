@@ -79,39 +79,30 @@ def run_bench_ray(
     ``address``: the cluster's, or True for ``ray.init()``'s default (an initialised Ray
     is used as it is). ``actors``: how many (default: one per GPU, else one per CPU).
     """
-    from siftlm.bench.runner import _chunks_sha256, _write_config, open_store, pick_documents
+    from siftlm.bench.runner import _prepare, _write_config, locked, open_store
     from siftlm.datastore.ray_embed import connect
 
     if config.world_size != 1:
         raise ValueError("--ray shares the documents itself: leave out --rank/--world-size")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if model is None or tokenizer is None:
-        from siftlm.models import load_model
-
-        loaded, _ = load_model(config.model)  # for the record only; actors load their own
-        n_parameters = loaded.num_parameters()
-        del loaded
-    else:
-        n_parameters = model.num_parameters()
-    needs_store = any(m != "base" for m in config.methods)
-    if store is None and needs_store:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a results folder")
+    if store is None and any(m != "base" for m in config.methods):
         store = open_store(config.store)
-    record = {
-        "store_path": str(getattr(store, "path", "")),
-        "store_chunks_sha256": _chunks_sha256(store),
-        "n_parameters": n_parameters,
-    }
-    _write_config(config, out, record)
-    results = ResultsFile(results_path(out))
-    if documents is None:
-        documents = pick_documents(config)
-    tasks = [(d, [m for m in config.methods if (m, d.id) not in results]) for d in documents]
-    tasks = [(d, methods) for d, methods in tasks if methods]
-    if tasks:
-        # a store with a folder is reopened there by each actor; objects are shipped
-        shipped = getattr(store, "path", None) or store
-        _run_tasks(connect(address), config, tasks, results, actors, (model, tokenizer, shipped))
+    # validates everything (and loads the model here, for the record) before writing
+    _, documents, extra = _prepare(config, model, tokenizer, store, documents)
+    path = results_path(out)
+    with locked(out / f".{path.name}.lock", f"results folder {out} (worker {path.name})"):
+        with locked(out / ".config.lock", f"results folder {out}"):
+            _write_config(config, out, extra)
+        results = ResultsFile(path)
+        tasks = [(d, [m for m in config.methods if (m, d.id) not in results]) for d in documents]
+        tasks = [(d, methods) for d, methods in tasks if methods]
+        if tasks:
+            # a store with a folder is reopened there by each actor; objects are shipped
+            shipped = getattr(store, "path", None) or store
+            objects = (model, tokenizer, shipped)
+            _run_tasks(connect(address), config, tasks, results, actors, objects)
     return out
 
 

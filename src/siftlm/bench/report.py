@@ -209,6 +209,28 @@ def _paired_lines(by_method: dict) -> list[str]:
     return lines + [""]
 
 
+_EXCLUDED = {
+    None: "standard (the whole memory)",
+    "same-source": "same source excluded (no memory from the document's source file)",
+    "same-domain": "leave-one-domain-out (no memory from the document's domain)",
+}
+_OPTIONS = {
+    "warmup": "warm-up {} steps",
+    "proximal": "proximal μ {}",
+    "variance_gate": "variance gate {}",
+    "early_stop": "early stop every {} steps",
+}
+
+
+def protocol(config: dict) -> str:
+    """The held-out protocol and training options of a run, in words."""
+    words = _EXCLUDED.get(config.get("exclude"), str(config.get("exclude")))
+    if config.get("query") == "first-half":
+        words += "; query: the document's first half, the second half scored"
+    options = [text.format(config[key]) for key, text in _OPTIONS.items() if config.get(key)]
+    return words + ("; " + ", ".join(options) if options else "")
+
+
 def _config(folder: Path) -> dict:
     path = folder / "config.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -241,8 +263,9 @@ def make_report(folder: str | Path, compare: Sequence[str | Path] = (), store: A
         "",
         f"{n_docs} documents; n = {config.get('n')}, K = {config.get('k')}, "
         f"λ = {config.get('lambda_')}, lr = {config.get('lr')}, α = {config.get('alpha')} "
-        "(sift-adaptive). Cells: bits per byte (% of base ± standard error across "
-        "documents, paired). Made by `siftlm report` from the folder's `results*.jsonl`.",
+        f"(sift-adaptive). Protocol: {protocol(config)}. Cells: bits per byte (% of base "
+        "± standard error across documents, paired). Made by `siftlm report` from the "
+        "folder's `results*.jsonl`.",
         "",
         domain_table(by_method).to_markdown(),
         "",

@@ -11,6 +11,8 @@ import json
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,19 +86,74 @@ def _chunks_sha256(store) -> str | None:
     return manifest.chunks_sha256 if isinstance(manifest, Manifest) else None
 
 
-def _write_config(config: BenchConfig, out: Path, extra: dict) -> None:
-    path = out / "config.json"
-    if path.exists():
-        config.check_resumable(path, {key: extra[key] for key in _SAME_ON_RESUME})
-        return
-    resolved = {
+def _resolved_config(config: BenchConfig, extra: dict) -> dict:
+    return {
         **config.to_dict(),
         "ttt": {m: config.ttt_config(m).to_dict() for m in config.methods},
         **extra,
     }
-    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # workers may start together
-    tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+
+
+def _write_config(config: BenchConfig, out: Path, extra: dict) -> None:
+    """Check the folder's config.json against ``config`` (a resumed run) or write it.
+
+    Called under the folder's lock, after everything else was validated, so that a
+    refused run writes nothing and two runs cannot both pass the check."""
+    path = out / "config.json"
+    if path.exists():
+        config.check_resumable(path, {key: extra[key] for key in _SAME_ON_RESUME})
+        return
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_resolved_config(config, extra), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+@contextmanager
+def locked(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (``fcntl.flock``; released when the
+    process ends, also by a crash); if another process holds it, ValueError."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ValueError(
+                f"{what} is in use by {holder}; wait for it to finish or pass another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare(config: BenchConfig, model, tokenizer, store, documents):
+    """Load and validate everything a run needs, writing nothing: the model, the store,
+    this worker's documents and one trainer per method (which checks k, the tokenizer
+    and the embedder against the store)."""
+    if model is None or tokenizer is None:
+        from siftlm.models import load_model
+
+        model, tokenizer = load_model(config.model)
+    model.eval()
+    if store is None and any(m != "base" for m in config.methods):
+        store = open_store(config.store)
+    if documents is None:
+        documents = pick_documents(config)
+    trainers = make_trainers(config, model, tokenizer, store)
+    extra = {
+        "store_path": str(getattr(store, "path", "")),
+        "store_chunks_sha256": _chunks_sha256(store),
+        "n_parameters": model.num_parameters(),
+    }
+    return trainers, shard(documents, config.rank, config.world_size), extra
 
 
 def run_bench(
@@ -106,33 +163,26 @@ def run_bench(
 
     ``model``/``tokenizer``/``store``/``documents`` may be passed in (tests, notebooks);
     otherwise they come from ``config.model``, ``config.store`` and ``config.split``.
-    This worker takes its share of the documents (``shard``).
+    This worker takes its share of the documents (``shard``). Nothing is written before
+    everything is validated; a worker's results file is locked while it runs (another
+    process on the same worker's share is refused, other ranks may run alongside).
     """
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a results folder")
+    trainers, documents, extra = _prepare(config, model, tokenizer, store, documents)
+    path = results_path(out, config.rank, config.world_size)
+    with locked(out / f".{path.name}.lock", f"results folder {out} (worker {path.name})"):
+        with locked(out / ".config.lock", f"results folder {out}"):
+            _write_config(config, out, extra)
+        _run_documents(config, trainers, documents, ResultsFile(path))
+    return out
+
+
+def _run_documents(config: BenchConfig, trainers: dict, documents: list, results) -> None:
+    """Every (document, method) not yet in ``results``, document-major, with a bar."""
     from tqdm.auto import tqdm
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if model is None or tokenizer is None:
-        from siftlm.models import load_model
-
-        model, tokenizer = load_model(config.model)
-    model.eval()
-    needs_store = any(m != "base" for m in config.methods)
-    if store is None and needs_store:
-        store = open_store(config.store)
-    _write_config(
-        config,
-        out,
-        {
-            "store_path": str(getattr(store, "path", "")),
-            "store_chunks_sha256": _chunks_sha256(store),
-            "n_parameters": model.num_parameters(),
-        },
-    )
-    results = ResultsFile(results_path(out, config.rank, config.world_size))
-    if documents is None:
-        documents = pick_documents(config)
-    documents = shard(documents, config.rank, config.world_size)
     todo = [
         (document, method)
         for document in documents
@@ -140,11 +190,11 @@ def run_bench(
         if (method, document.id) not in results
     ]
     if not todo:
-        return out
-    trainers = make_trainers(config, model, tokenizer, store)
+        return
+    total = len(documents) * len(config.methods)
     bar = tqdm(
-        total=len(documents) * len(config.methods),
-        initial=len(documents) * len(config.methods) - len(todo),
+        total=total,
+        initial=total - len(todo),
         desc=f"bench {config.model}",
         unit="run",
         disable=not config.progress,
@@ -155,7 +205,6 @@ def run_bench(
         results.append(evaluate_document(trainers, config, document, method))
         bar.update()
     bar.close()
-    return out
 
 
 def make_trainers(config: BenchConfig, model, tokenizer, store) -> dict:

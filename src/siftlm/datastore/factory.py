@@ -147,3 +147,18 @@ def set_knob(index, value: int) -> None:
     if knob is None:
         return
     _faiss().ParameterSpace().set_index_parameter(index, knob.name, int(value))
+
+
+def search_parameters(index, selector):
+    """Faiss search parameters that apply ``selector`` (an ``IDSelector``) and keep the
+    index's tuned knob, also through OPQ/PCA pre-transforms."""
+    faiss = _faiss()
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        inner = search_parameters(index.index, selector)
+        return faiss.SearchParametersPreTransform(index_params=inner)
+    if isinstance(index, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+    if isinstance(index, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    return faiss.SearchParameters(sel=selector)

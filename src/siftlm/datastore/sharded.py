@@ -145,11 +145,32 @@ class ShardedDatastore:
         """(N, d) float32 with the shards' embedder (loaded once, by the first shard)."""
         return self.stores[0].embed(texts, batch_size=batch_size)
 
-    def search(self, query_embeddings: np.ndarray, k: int) -> SearchResult:
-        """The best ``k`` of every shard's top ``k``, per query, best first; global ids."""
-        parts = [store.search(query_embeddings, k) for store in self.stores]
+    def search(
+        self, query_embeddings: np.ndarray, k: int, *, exclude: Sequence[int] | None = None
+    ) -> SearchResult:
+        """The best ``k`` of every shard's top ``k``, per query, best first; global ids.
+        ``exclude``: global chunk ids no query may return."""
+        excluded = None if exclude is None else np.unique(np.asarray(exclude, np.int64))
+        if excluded is not None and excluded.size:
+            if excluded[0] < 0 or excluded[-1] >= len(self):
+                raise ValueError(f"exclude holds ids outside the store's 0..{len(self) - 1}")
+            if len(self) - excluded.size < min(k, len(self)):
+                raise ValueError(
+                    f"only {len(self) - excluded.size} of the store's {len(self)} chunks "
+                    f"remain after excluding {excluded.size}; cannot return k={k} candidates"
+                )
+        parts = []
+        for s, store in enumerate(self.stores):
+            lo, hi = self.offsets[s], self.offsets[s + 1]
+            mine = None if excluded is None else excluded[(excluded >= lo) & (excluded < hi)] - lo
+            if mine is not None and len(mine) >= len(store):
+                continue  # everything in this shard is excluded
+            room = len(store) - (0 if mine is None else len(mine))
+            parts.append((s, store.search(query_embeddings, min(k, room), exclude=mine)))
+        offsets = [self.offsets[s] for s, _ in parts]
+        parts = [part for _, part in parts]
         scores = np.concatenate([p.scores for p in parts], axis=1)
-        ids = np.concatenate([p.ids + off for p, off in zip(parts, self.offsets, strict=False)], 1)
+        ids = np.concatenate([p.ids + off for p, off in zip(parts, offsets, strict=True)], 1)
         order = np.lexsort((ids, -scores))[:, : min(k, len(self))]  # per row
         embeddings = np.concatenate([p.embeddings for p in parts], axis=1)
 

@@ -145,6 +145,17 @@ def verify_files(path: Path, manifest: Manifest, checksums: bool = True) -> None
             )
 
 
+def _search(index, queries: np.ndarray, k: int, selector=None) -> tuple[np.ndarray, np.ndarray]:
+    """Faiss search, with ``selector`` (an ``IDSelector``) passed in the search parameters
+    of the index's kind so that approximate indexes keep their tuned knob."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if selector is None:
+        return index.search(queries, k)
+    from siftlm.datastore.factory import search_parameters  # also through OPQ/PCA wrappers
+
+    return index.search(queries, k, params=search_parameters(index, selector))
+
+
 def check_embedder(manifest: Manifest, embedder: str | Embedder, where: str) -> None:
     """Raise if ``embedder`` is not the one the store was built with (naming both)."""
     stored = manifest.embedder
@@ -180,6 +191,8 @@ class Datastore:
         self._domains = table.column("domain")
         self._doc_ids = table.column("doc_id")
         self._exact = None  # a flat index, made on demand if an approximate one falls short
+        self._doc_id_list: list[str] | None = None
+        self._domain_list: list[str] | None = None
 
     # -- construction ---------------------------------------------------------------
 
@@ -291,14 +304,30 @@ class Datastore:
             return np.zeros((0, self.dim), np.float32)
         return self.embedder.encode(list(texts), batch_size=batch_size)
 
-    def search(self, query_embeddings: np.ndarray, k: int) -> SearchResult:
+    @property
+    def doc_ids(self) -> list[str]:
+        """The document id of every chunk, by chunk id (read once, then cached)."""
+        if self._doc_id_list is None:
+            self._doc_id_list = self._doc_ids.to_pylist()
+        return self._doc_id_list
+
+    @property
+    def domains(self) -> list[str]:
+        """The domain of every chunk, by chunk id (read once, then cached)."""
+        if self._domain_list is None:
+            self._domain_list = self._domains.to_pylist()
+        return self._domain_list
+
+    def search(
+        self, query_embeddings: np.ndarray, k: int, *, exclude: Sequence[int] | None = None
+    ) -> SearchResult:
         """Top-``k`` chunks per query row by inner product, in query order.
 
         ``query_embeddings``: (B, d) (a single (d,) vector is taken as B = 1). ``k`` is
-        capped at the store's size.
+        capped at the store's size. ``exclude``: chunk ids that no query may return
+        (a Faiss ID selector at search time, the index is not changed); if fewer than
+        ``k`` chunks remain, ValueError.
         """
-        import pyarrow as pa
-
         queries = np.asarray(query_embeddings, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries[None, :]
@@ -310,14 +339,36 @@ class Datastore:
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         k = min(int(k), len(self))
-        batch = len(queries)
-        scores, ids = self._index.search(np.ascontiguousarray(queries), k)
+        selector = self._selector(exclude, k)
+        scores, ids = _search(self._index, queries, k, selector)
         missing = ids < 0
         if missing.any():  # an approximate index found fewer than k: fill from the exact search
             rows = np.flatnonzero(missing.any(axis=1))
-            exact_scores, exact_ids = self._exact_search(queries[rows], k)
+            exact_scores, exact_ids = _search(self._exact_index(), queries[rows], k, selector)
             scores[rows], ids[rows] = exact_scores, exact_ids
-        ids = ids.astype(np.int64)
+        return self._result(ids.astype(np.int64), scores.astype(np.float32))
+
+    def _selector(self, exclude: Sequence[int] | None, k: int):
+        """A Faiss selector that rejects the ``exclude`` ids (None: no exclusion)."""
+        if exclude is None:
+            return None
+        excluded = np.unique(np.asarray(exclude, dtype=np.int64))
+        if excluded.size and (excluded[0] < 0 or excluded[-1] >= len(self)):
+            raise ValueError(f"exclude holds ids outside the store's 0..{len(self) - 1}")
+        remaining = len(self) - excluded.size
+        if remaining < k:
+            raise ValueError(
+                f"only {remaining} of the store's {len(self)} chunks remain after excluding "
+                f"{excluded.size}; cannot return k={k} candidates (lower k)"
+            )
+        import faiss
+
+        return faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded))
+
+    def _result(self, ids: np.ndarray, scores: np.ndarray) -> SearchResult:
+        import pyarrow as pa
+
+        batch, k = ids.shape
         flat = ids.ravel()
         taken = pa.array(flat)
         embeddings = np.asarray(self._embeddings[flat], dtype=np.float32).reshape(batch, k, -1)
@@ -328,19 +379,19 @@ class Datastore:
 
         return SearchResult(
             ids=ids,
-            scores=scores.astype(np.float32),
+            scores=scores,
             embeddings=embeddings,
             texts=rows(self._texts),
             domains=rows(self._domains),
             doc_ids=rows(self._doc_ids),
         )
 
-    def _exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _exact_index(self):
         from siftlm.datastore.index import build_index
 
         if self._exact is None:
             self._exact = build_index(np.asarray(self._embeddings, np.float32), "flat")
-        return self._exact.search(queries, k)
+        return self._exact
 
     # -- reporting ------------------------------------------------------------------
 

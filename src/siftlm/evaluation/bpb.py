@@ -146,13 +146,17 @@ def score_tokens(
     prefix_id: int,
     max_length: int,
     context_ids: Sequence[int] = (),
+    start: int = 0,
 ) -> tuple[float, int]:
-    """Summed NLL in nats of ``tokens`` and the number scored, with rolling windows.
+    """Summed NLL in nats of ``tokens[start:]`` and the number scored, with rolling windows.
 
     ``context_ids`` (context mode) are put before every window, and the text's windows
     are then ``max_length - len(context_ids)`` tokens long, so that every forward pass
     stays within ``max_length``. Without context this is plain rolling evaluation.
-    The model is put in eval mode for the passes and back in its mode afterwards.
+    ``start`` (the first-half protocol): the windows are those of the whole text, and
+    only the tokens from position ``start`` on are summed, so each keeps the NLL it has
+    in the full evaluation. The model is put in eval mode for the passes and back in its
+    mode afterwards.
     """
     context_ids = list(context_ids)
     if len(context_ids) >= max_length:
@@ -160,18 +164,26 @@ def score_tokens(
             f"context of {len(context_ids)} tokens leaves no room for the text in "
             f"max_length={max_length}"
         )
+    if not 0 <= start <= len(tokens):
+        raise ValueError(f"start={start} is outside the text's {len(tokens)} tokens")
     windows = rolling_windows(tokens, prefix_id, max_length - len(context_ids))
     was_training = model.training
     model.eval()
     total = 0.0
+    position = 0  # index in ``tokens`` of the window's first scored token
     try:
         for window in windows:
+            n_scored = len(window.continuation)
+            skip = max(0, start - position)  # tokens of this window before ``start``
+            position += n_scored
+            if skip >= n_scored:
+                continue
             sequence = context_ids + window.context + window.continuation
-            log_probs = continuation_logprobs(model, sequence, len(window.continuation))
-            total -= log_probs.double().sum().item()
+            log_probs = continuation_logprobs(model, sequence, n_scored)
+            total -= log_probs[skip:].double().sum().item()
     finally:
         model.train(was_training)
-    return total, len(tokens)
+    return total, len(tokens) - start
 
 
 def score_text(

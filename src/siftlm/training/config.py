@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +22,11 @@ BASE_METHOD = "base"
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 FINETUNE: tuple[str, ...] = ("full", "lora")
 MODES: tuple[str, ...] = ("finetune", "context")
+# Adaptive SIFT's α where a method name asks for it ("sift-adaptive") and none is given.
+ADAPTIVE_ALPHA = 0.05
+# held-out protocols (siftlm.training.heldout)
+EXCLUDE_MODES: tuple[str, ...] = ("same-source", "same-domain")
+QUERY_MODES: tuple[str, ...] = ("document", "first-half")
 
 
 def selection_methods() -> tuple[str, ...]:
@@ -64,6 +72,56 @@ class LoRASettings:
                 raise ValueError("LoRA target_modules must be None or non-empty")
 
 
+def _is_peft_lora(value: Any) -> bool:
+    return type(value).__name__ == "LoraConfig" and hasattr(value, "lora_alpha")
+
+
+def _lora_to_dict(lora: Any) -> dict[str, Any]:
+    """JSON-able: LoRASettings' fields, or a peft LoraConfig's non-default fields with
+    ``"peft": "LoraConfig"``."""
+    if isinstance(lora, LoRASettings):
+        values = dataclasses.asdict(lora)
+        if values["target_modules"] is not None:
+            values["target_modules"] = list(values["target_modules"])
+        return values
+    defaults = type(lora)()
+    values: dict[str, Any] = {"peft": "LoraConfig"}
+    for spec in dataclasses.fields(lora):
+        value = getattr(lora, spec.name)
+        if spec.init and value != getattr(defaults, spec.name):
+            values[spec.name] = sorted(value) if isinstance(value, set) else value
+    return json.loads(json.dumps(values, default=str))
+
+
+def _lora_from_dict(values: dict[str, Any]) -> Any:
+    values = dict(values)
+    if values.pop("peft", None) == "LoraConfig":
+        from peft import LoraConfig
+
+        return LoraConfig(**values)
+    return LoRASettings(**values)
+
+
+def _check_types(config: Any) -> None:
+    """Every numeric field holds a number of its declared kind, finite (no bool for int,
+    no str); the range checks follow in ``__post_init__``."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        annotation = str(spec.type)
+        if value is None and "None" in annotation:
+            continue
+        if annotation.startswith("int"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{spec.name} must be an int, got {value!r}")
+        elif annotation.startswith("float"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{spec.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{spec.name} must be finite, got {value!r}")
+        elif annotation == "bool" and not isinstance(value, bool):
+            raise TypeError(f"{spec.name} must be True or False, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TTTConfig:
     """How to adapt to one prompt.
@@ -76,41 +134,76 @@ class TTTConfig:
     sequences longer than the context), batch size 1, a fresh ``optimizer`` per prompt
     with ``lr``, ``eps``, ``weight_decay`` and gradient-norm clipping at ``grad_clip``
     (None: no clipping). ``finetune="full"`` trains every parameter, ``"lora"`` a fresh
-    adapter (``lora``). ``mode="context"`` puts the selected sequences before the text
+    adapter per prompt, configured by ``lora``: a peft ``LoraConfig`` (used as given,
+    except that ``fan_in_fan_out`` follows the model) or the light ``LoRASettings``. ``mode="context"`` puts the selected sequences before the text
     instead of training: at least ``context_tokens`` of every window (None: half the
     window) hold them, the text's rolling windows take the rest; a short text leaves
     the context all the room it does not use.
 
+    Training options against harm where the memory has little to offer (each off by
+    default; chosen on validation, ``benchmarks/sweep.py``):
+
+    - ``warmup``: the learning rate rises linearly over the first ``warmup`` steps of
+      every prompt (step s uses lr * min(1, s / warmup)).
+    - ``proximal``: μ of the surrogate's proximal term μ/2 ||W - W_0||^2 added to every
+      step's loss (W_0: the trainable weights before the prompt's first step).
+    - ``variance_gate``: train only if the selection leaves the prompt's posterior
+      variance at most this fraction of its prior variance (σ²_n / σ²_0 <= gate);
+      otherwise the prompt is answered by the base model (0 steps).
+    - ``early_stop`` (``query="first-half"`` only): score the known first half before
+      training and every ``early_stop`` steps; stop at the first check where its loss
+      rises and keep the weights of the best check.
+    - ``gradient_reuse`` (speed): a window trained on again (a sequence selected twice)
+      recomputes its gradient only every ``gradient_reuse``-th time and reuses the last
+      one in between (HullFT's trick; an approximation).
+
+    Held-out protocols (``siftlm.training.heldout``): ``exclude`` ("same-source": no
+    sequence of the document's source unit; "same-domain": none of its domain) needs the
+    ``doc_id``/``domain`` of ``evaluate``; ``query="first-half"`` adapts to the first half
+    of the document's tokens and scores only the second half.
+
     ``max_length``: the context length in tokens (None: the model's maximum positions).
     ``seed``: the random state at the start of every prompt, so that a prompt's result
-    does not depend on which prompts came before.
+    does not depend on which prompts came before (the caller's random state is kept).
     """
 
     method: str = "sift"
-    n: int = 50
+    n: int = 45
     k: int = 200
-    lambda_: float = 0.01
+    lambda_: float = 0.1
     alpha: float | None = None
     distinct: bool = False
-    lr: float = 5e-5
+    lr: float = 1e-3
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     eps: float = 1e-8
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     finetune: Literal["full", "lora"] = "full"
-    lora: LoRASettings = field(default_factory=LoRASettings)
+    lora: Any = field(default_factory=LoRASettings)
     mode: Literal["finetune", "context"] = "finetune"
     context_tokens: int | None = None
+    warmup: int = 0
+    proximal: float = 0.0
+    variance_gate: float | None = None
+    early_stop: int | None = None
+    gradient_reuse: int | None = None
+    exclude: Literal["same-source", "same-domain"] | None = None
+    query: Literal["document", "first-half"] = "document"
     max_length: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_choice("method", self.method, (BASE_METHOD, *selection_methods()))
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("finetune", self.finetune, FINETUNE)
         _check_choice("mode", self.mode, MODES)
         if isinstance(self.lora, dict):
-            object.__setattr__(self, "lora", LoRASettings(**self.lora))
+            object.__setattr__(self, "lora", _lora_from_dict(self.lora))
+        if not isinstance(self.lora, LoRASettings) and not _is_peft_lora(self.lora):
+            raise TypeError(
+                f"lora must be a peft LoraConfig or LoRASettings, got {type(self.lora).__name__}"
+            )
         if self.n < 1:
             raise ValueError(f"n (sequences to select) must be >= 1, got {self.n}")
         if self.k < 1:
@@ -135,6 +228,30 @@ class TTTConfig:
             raise ValueError(f"context_tokens must be >= 2, got {self.context_tokens}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be >= 2 tokens, got {self.max_length}")
+        self._check_heldout_options()
+
+    def _check_heldout_options(self) -> None:
+        if self.exclude is not None:
+            _check_choice("exclude", self.exclude, EXCLUDE_MODES)
+        _check_choice("query", self.query, QUERY_MODES)
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 steps, got {self.warmup}")
+        if self.proximal < 0:
+            raise ValueError(f"proximal must be >= 0, got {self.proximal}")
+        if self.variance_gate is not None and not 0 < self.variance_gate <= 1:
+            raise ValueError(f"variance_gate must be in (0, 1] or None, got {self.variance_gate}")
+        if self.gradient_reuse is not None and self.gradient_reuse < 2:
+            raise ValueError(
+                f"gradient_reuse must be >= 2 (recompute every r-th repeat) or None, "
+                f"got {self.gradient_reuse}"
+            )
+        if self.early_stop is not None:
+            if self.early_stop < 1:
+                raise ValueError(f"early_stop must be >= 1 step or None, got {self.early_stop}")
+            if self.query != "first-half":
+                raise ValueError(
+                    "early_stop scores the known first half, so it needs query='first-half'"
+                )
 
     @property
     def name(self) -> str:
@@ -154,17 +271,13 @@ class TTTConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration, JSON-serialisable."""
-        values = dataclasses.asdict(self)
-        if values["lora"]["target_modules"] is not None:
-            values["lora"]["target_modules"] = list(values["lora"]["target_modules"])
+        values = {spec.name: getattr(self, spec.name) for spec in dataclasses.fields(self)}
+        values["lora"] = _lora_to_dict(self.lora)
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TTTConfig:
-        values = dict(values)
-        if isinstance(values.get("lora"), dict):
-            values["lora"] = LoRASettings(**values["lora"])
-        return cls(**values)
+        return cls(**values)  # a dict "lora" is converted by __post_init__
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> TTTConfig:

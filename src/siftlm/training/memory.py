@@ -40,8 +40,11 @@ class MemoryLike(Protocol):
         """(N, d) float32, L2-normalised."""
         ...
 
-    def search(self, query_embeddings: np.ndarray, k: int) -> SearchResultLike:
-        """The k nearest sequences of each of the (B, d) queries."""
+    def search(
+        self, query_embeddings: np.ndarray, k: int, *, exclude: Sequence[int] | None = None
+    ) -> SearchResultLike:
+        """The k nearest sequences of each of the (B, d) queries, never one of the
+        ``exclude`` ids (held-out protocols; only called with it when one is set)."""
         ...
 
 
@@ -149,11 +152,22 @@ class ListMemory:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
 
-    def search(self, query_embeddings: np.ndarray, k: int) -> ListSearchResult:
+    def search(
+        self, query_embeddings: np.ndarray, k: int, *, exclude: Sequence[int] | None = None
+    ) -> ListSearchResult:
+        """Exact search; ``exclude``: ids never returned (ValueError if fewer than k remain)."""
         if not 1 <= k <= len(self):
             raise ValueError(f"k={k} is out of range for a memory of {len(self)} sequences")
         queries = np.atleast_2d(np.asarray(query_embeddings, dtype=np.float32))
         scores = queries @ self.embeddings.T
+        if exclude is not None:
+            excluded = np.unique(np.asarray(exclude, dtype=np.int64))
+            if len(self) - excluded.size < k:
+                raise ValueError(
+                    f"only {len(self) - excluded.size} of {len(self)} sequences remain after "
+                    f"excluding {excluded.size}; cannot return k={k} candidates (lower k)"
+                )
+            scores[:, excluded] = -np.inf
         # stable: equal scores keep the memory's order, so results are reproducible
         ids = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
         return ListSearchResult(

@@ -62,6 +62,10 @@ class DocumentResult:
     "base"). ``variances``: the posterior variance after each used selection step.
     ``selected_ids``: datastore ids in selection order. ``curve``: NLL in nats of the
     document at the steps ``curve_steps`` (0: before training; when asked for).
+    ``kept_steps``: with ``early_stop``, the step whose weights were kept when they were
+    not the last step's (else None). ``passes``: forward and backward passes of training
+    (fewer than ``steps`` with ``gradient_reuse``; None when nothing trained). Under ``query="first-half"`` ``nll_nats``,
+    ``n_tokens`` and ``n_bytes`` are those of the second half.
     """
 
     doc_id: str | None
@@ -80,6 +84,8 @@ class DocumentResult:
     curve: tuple[float, ...] | None = None
     curve_steps: tuple[int, ...] | None = None
     variances: tuple[float, ...] | None = None
+    kept_steps: int | None = None
+    passes: int | None = None
 
     def __post_init__(self) -> None:
         if self.curve is not None and self.curve_steps is None:  # one point per step

@@ -13,7 +13,6 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,34 +22,17 @@ from siftlm.evaluation.bpb import (
     model_device,
     prefix_token_id,
     resolve_max_length,
-    rolling_windows,
     score_tokens,
     utf8_bytes,
 )
+from siftlm.training.adaptation import Adaptation, select_for_prompt
 from siftlm.training.config import BASE_METHOD, TTTConfig
 from siftlm.training.context import fit_context
+from siftlm.training.heldout import Exclusions, first_half
+from siftlm.training.loop import EarlyStop, run_steps, selected_windows
 from siftlm.training.memory import MemoryLike, check_memory
-from siftlm.training.results import DocumentResult, GenerationResult, MemoryItem, Timings
-from siftlm.training.steps import make_optimizer, train_step
+from siftlm.training.results import DocumentResult, GenerationResult, Timings
 from siftlm.training.weights import make_weights
-
-
-@dataclass
-class Adaptation:
-    """What ``adapt`` did for one prompt (``steps`` and ``timings`` fill in as it goes).
-
-    ``memory`` and ``tokens``: the selected sequences in selection order (a sequence
-    picked twice appears twice), with their token ids.
-    """
-
-    method: str
-    memory: tuple[MemoryItem, ...] = ()
-    tokens: list[list[int]] = field(default_factory=list)
-    prior_variance: float | None = None
-    posterior_variance: float | None = None
-    variances: tuple[float, ...] = ()
-    steps: int = 0
-    timings: Timings = field(default_factory=Timings)
 
 
 def check_text(text: str, what: str = "prompt") -> str:
@@ -59,10 +41,6 @@ def check_text(text: str, what: str = "prompt") -> str:
     if not text.strip():
         raise ValueError(f"the {what} is empty or whitespace only")
     return text
-
-
-def _as_list(values) -> list:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 class TestTimeTrainer:
@@ -115,31 +93,59 @@ class TestTimeTrainer:
             )
         self.prefix_id = prefix_token_id(tokenizer)
         self._weights = make_weights(model, config.finetune, config.lora) if config.trains else None
-        self._cuda = model_device(model).type == "cuda"
+        device = model_device(model)
+        self._cuda = device.type == "cuda"
+        self._rng_devices = [device.index or 0] if self._cuda else []
+        self._exclusions: Exclusions | None = None
 
     # -- one prompt --------------------------------------------------------------------
 
     @contextmanager
     def adapt(
-        self, prompt: str, *, on_step: Callable[[int], None] | None = None
+        self,
+        prompt: str,
+        *,
+        on_step: Callable[[int], None] | None = None,
+        exclude: Collection[int] | None = None,
+        known: list[int] | None = None,
     ) -> Iterator[Adaptation]:
         """Select for ``prompt``, train, yield the adapted state, restore on exit.
 
         ``on_step(s)`` is called before the first step (s=0) and after each step s
-        (its time counts as evaluation). The base model is restored even on error.
+        (its time counts as evaluation). ``exclude``: memory ids the selection may not
+        use. ``known``: tokens of a text known at test time, for ``early_stop``. The
+        base model is restored even on error. Inside, torch's random state is the
+        prompt's own (``config.seed``); the caller's is put back on exit.
         """
         check_text(prompt)
-        torch.manual_seed(self.config.seed)
-        adaptation = self._select(prompt)
-        trains = self.config.trains and bool(adaptation.tokens)
-        try:
-            if trains:
-                self._train(adaptation, on_step)
-            yield adaptation
-        finally:
-            if trains:
-                with self._stage(adaptation.timings, "restore"):
-                    self._weights.restore()
+        with torch.random.fork_rng(devices=self._rng_devices):
+            torch.manual_seed(self.config.seed)
+            adaptation = self._select(prompt, exclude)
+            trains = self.config.trains and bool(adaptation.tokens) and not self._gate(adaptation)
+            try:
+                if trains:
+                    self._train(adaptation, on_step, known)
+                yield adaptation
+            finally:
+                if trains:
+                    with self._stage(adaptation.timings, "restore"):
+                        self._weights.restore()
+
+    def _gate(self, adaptation: Adaptation) -> bool:
+        """``variance_gate``: whether the selection leaves too much uncertainty to train."""
+        gate, prior = self.config.variance_gate, adaptation.prior_variance
+        if gate is None or not prior:
+            return False
+        adaptation.gated = adaptation.posterior_variance > gate * prior
+        return adaptation.gated
+
+    def _excluded(self, doc_id: str | None, domain: str | None) -> np.ndarray | None:
+        """The memory ids a document may not use under ``config.exclude``."""
+        if self.config.exclude is None or self.config.method == BASE_METHOD:
+            return None
+        if self._exclusions is None:
+            self._exclusions = Exclusions(self.memory)
+        return self._exclusions.ids(self.config.exclude, doc_id, domain)
 
     def evaluate(
         self,
@@ -152,14 +158,16 @@ class TestTimeTrainer:
     ) -> DocumentResult:
         """Adapt to ``query`` (default: ``text`` itself) and score ``text``.
 
-        ``curve=True`` also scores ``text`` before training (step 0) and after every
-        step; a collection of step numbers scores it after those steps only (and after
-        the last step, always).
+        ``doc_id``/``domain`` identify the document for ``config.exclude``. With
+        ``config.query="first-half"`` the query is the first half of ``text``'s tokens
+        and only the second half is scored (its tokens and bytes). ``curve=True`` also
+        scores before training (step 0) and after every step; a collection of step
+        numbers scores after those steps only (and after the last step, always).
         """
         check_text(text, "text")
-        if query is not None:
-            check_text(query, "query")
         tokens = encode(self.tokenizer, text)
+        start, n_bytes, query = self._query(text, tokens, query)
+        known = tokens[:start] if self.config.early_stop else None
         points: dict[int, float] = {}
         on_step = None
         if curve is not False:
@@ -167,30 +175,19 @@ class TestTimeTrainer:
 
             def on_step(step: int) -> None:
                 if wanted is None or step in wanted:
-                    points[step] = self._score(tokens)
+                    points[step] = self._score(tokens, start=start)
 
-        with self.adapt(text if query is None else query, on_step=on_step) as adaptation:
+        exclude = self._excluded(doc_id, domain)
+        with self.adapt(query, on_step=on_step, exclude=exclude, known=known) as adaptation:
             with self._stage(adaptation.timings, "evaluate"):
-                if on_step is not None and adaptation.steps:  # fine-tuned, with a curve
-                    if adaptation.steps not in points:
-                        points[adaptation.steps] = self._score(tokens)
-                    nll = points[adaptation.steps]
-                    n_context = 0
-                else:
-                    # at least context_tokens, or all that a short text leaves free
-                    room = max(self.context_tokens, self.max_length - 1 - len(tokens))
-                    context, placed = self._context(adaptation, room)
-                    nll = self._score(tokens, context)
-                    n_context = len(placed)
-                    if on_step is not None:  # nothing trained: the curve is this one point
-                        points[0] = nll
+                nll, n_context = self._final_score(adaptation, tokens, start, points, on_step)
         return DocumentResult(
             doc_id=doc_id,
             domain=domain,
             method=self.config.name,
             nll_nats=nll,
-            n_bytes=utf8_bytes(text),
-            n_tokens=len(tokens),
+            n_bytes=n_bytes,
+            n_tokens=len(tokens) - start,
             steps=adaptation.steps,
             n_selected=len(adaptation.memory),
             n_context=n_context,
@@ -201,7 +198,36 @@ class TestTimeTrainer:
             curve=tuple(points.values()) if on_step is not None else None,
             curve_steps=tuple(points) if on_step is not None else None,
             variances=adaptation.variances or None,
+            kept_steps=adaptation.kept_steps,
+            passes=adaptation.passes if adaptation.steps else None,
         )
+
+    def _query(self, text: str, tokens: list[int], query: str | None) -> tuple[int, int, str]:
+        """(first scored token, bytes scored, query text) under ``config.query``."""
+        if self.config.query == "first-half":
+            if query is not None:
+                raise ValueError("evaluate(query=...) and TTTConfig(query='first-half') conflict")
+            start, prefix = first_half(self.tokenizer, text, tokens)
+            return start, utf8_bytes(text) - utf8_bytes(prefix), prefix
+        if query is not None:
+            check_text(query, "query")
+        return 0, utf8_bytes(text), text if query is None else query
+
+    def _final_score(
+        self, adaptation: Adaptation, tokens: list[int], start: int, points: dict, on_step
+    ) -> tuple[float, int]:
+        """The text's NLL under the adapted model, and the sequences in its context."""
+        if on_step is not None and adaptation.steps and adaptation.kept_steps is None:
+            if adaptation.steps not in points:  # fine-tuned, with a curve
+                points[adaptation.steps] = self._score(tokens, start=start)
+            return points[adaptation.steps], 0
+        # at least context_tokens, or all that a short text leaves free
+        room = max(self.context_tokens, self.max_length - 1 - len(tokens))
+        context, placed = self._context(adaptation, room)
+        nll = self._score(tokens, context, start=start)
+        if on_step is not None and not adaptation.steps:  # the curve is this one point
+            points[0] = nll
+        return nll, len(placed)
 
     def generate(
         self, prompt: str, *, max_new_tokens: int = 64, **generate_kwargs
@@ -210,6 +236,11 @@ class TestTimeTrainer:
         say otherwise), restore. A prompt longer than the context leaves room for is cut
         to its end, with a warning."""
         check_text(prompt)
+        if self.config.exclude is not None or self.config.query != "document":
+            raise ValueError(
+                "generate() has no document to hold out: use a TTTConfig without "
+                "exclude/query='first-half' (those are evaluation protocols)"
+            )
         if not 1 <= max_new_tokens < self.max_length:
             raise ValueError(
                 f"max_new_tokens must be in [1, {self.max_length - 1}], got {max_new_tokens}"
@@ -254,74 +285,63 @@ class TestTimeTrainer:
                 torch.cuda.synchronize()
             setattr(timings, name, getattr(timings, name) + time.perf_counter() - start)
 
-    def _select(self, prompt: str) -> Adaptation:
-        config = self.config
-        adaptation = Adaptation(method=config.name)
-        if config.method == BASE_METHOD:
-            return adaptation
-        from siftlm.selection import select
-
-        timings = adaptation.timings
-        with self._stage(timings, "embed"):
-            query = np.asarray(self.memory.embed([prompt]), dtype=np.float32)
-        with self._stage(timings, "search"):
-            hits = self.memory.search(query, config.k)
-        with self._stage(timings, "select"):
-            selection = select(
-                query[0],
-                np.asarray(hits.embeddings[0], dtype=np.float32),
-                config.n,
-                method=config.method,
-                lambda_=config.lambda_,
-                alpha=config.alpha,
-                distinct=config.distinct,
-                seed=config.seed,
-            )
-            n_used = int(selection.steps)  # adaptive SIFT stops early
-            positions = [int(i) for i in _as_list(selection.indices)[:n_used]]
-            adaptation.variances = tuple(float(v) for v in _as_list(selection.variances)[:n_used])
-        ids, scores = _as_list(hits.ids[0]), _as_list(hits.scores[0])
-        doc_ids = getattr(hits, "doc_ids", None)
-        adaptation.memory = tuple(
-            MemoryItem(
-                id=int(ids[p]),
-                domain=hits.domains[0][p],
-                score=float(scores[p]),
-                text=hits.texts[0][p],
-                doc_id=str(doc_ids[0][p]) if doc_ids is not None else None,
-            )
-            for p in positions
+    def _select(self, prompt: str, exclude: Collection[int] | None = None) -> Adaptation:
+        if self.config.method == BASE_METHOD:
+            return Adaptation(method=self.config.name)
+        return select_for_prompt(
+            prompt, self.memory, self.tokenizer, self.config, exclude=exclude, stage=self._stage
         )
-        adaptation.prior_variance = float(selection.prior_variances)
-        adaptation.posterior_variance = (
-            adaptation.variances[-1] if adaptation.variances else adaptation.prior_variance
-        )
-        # tokens for training, or for the context in context mode
-        with self._stage(timings, "train" if config.trains else "evaluate"):
-            adaptation.tokens = [encode(self.tokenizer, item.text) for item in adaptation.memory]
-        return adaptation
 
-    def _train(self, adaptation: Adaptation, on_step: Callable[[int], None] | None) -> None:
+    def _train(
+        self,
+        adaptation: Adaptation,
+        on_step: Callable[[int], None] | None,
+        known: list[int] | None,
+    ) -> None:
         """One step per rolling window of each selected sequence, in selection order,
-        with a fresh optimizer."""
+        with a fresh optimizer (``siftlm.training.loop``)."""
         timings = adaptation.timings
         was_training = self.model.training
         with self._stage(timings, "train"):
             parameters = self._weights.begin()
-            optimizer = make_optimizer(parameters, self.config)
-        if on_step is not None:
-            with self._stage(timings, "evaluate"):
+        stopper = None
+        if known is not None and self.config.early_stop:
+            stopper = EarlyStop(parameters, lambda: self._score(known))
+        with self._stage(timings, "evaluate"):
+            if on_step is not None:
                 on_step(0)
+            if stopper is not None:
+                stopper.check(0)
+        windows, keys = selected_windows(
+            adaptation.tokens,
+            self.prefix_id,
+            self.max_length,
+            [item.id for item in adaptation.memory],
+        )
+
+        def after_step(step: int) -> bool:
+            adaptation.steps = step
+            with self._stage(timings, "evaluate"):
+                if on_step is not None:
+                    on_step(step)
+                checked = stopper is not None and (
+                    step % self.config.early_stop == 0 or step == len(windows)
+                )
+                return checked and stopper.check(step)
+
         try:
-            for tokens in adaptation.tokens:
-                for window in rolling_windows(tokens, self.prefix_id, self.max_length):
-                    with self._stage(timings, "train"):
-                        self.model.train()
-                        train_step(self.model, window, optimizer, parameters, self.config.grad_clip)
-                    adaptation.steps += 1
-                    if on_step is not None:
-                        with self._stage(timings, "evaluate"):
-                            on_step(adaptation.steps)
+            adaptation.passes = run_steps(
+                self.model,
+                parameters,
+                windows,
+                keys,
+                self.config,
+                train_stage=lambda: self._stage(timings, "train"),
+                after_step=after_step,
+            )
+            if stopper is not None and stopper.best_step != adaptation.steps:
+                stopper.rewind()
+                adaptation.kept_steps = stopper.best_step
         finally:
             self.model.train(was_training)
 
@@ -331,8 +351,10 @@ class TestTimeTrainer:
             return [], []
         return fit_context(adaptation.tokens, room, self.prefix_id)
 
-    def _score(self, tokens: list[int], context: list[int] = ()) -> float:
-        return score_tokens(self.model, tokens, self.prefix_id, self.max_length, context)[0]
+    def _score(self, tokens: list[int], context: list[int] = (), start: int = 0) -> float:
+        return score_tokens(
+            self.model, tokens, self.prefix_id, self.max_length, context, start=start
+        )[0]
 
     def _generate(self, input_ids: list[int], max_new_tokens: int, kwargs: dict) -> str:
         ids = torch.tensor([input_ids], dtype=torch.long, device=model_device(self.model))

@@ -37,18 +37,39 @@ class _Weights:
             parameter.grad = None
 
 
+def _fingerprint(model: nn.Module) -> list[tuple[str, int, int, int]]:
+    """Per tensor: name, identity, storage and in-place version counter. Any change of
+    the weights by the caller (assignment, ``load_state_dict``, an optimizer step, ``.to``)
+    changes it; reading them does not."""
+    return [(name, id(t), t.data_ptr(), t._version) for name, t in named_tensors(model)]
+
+
 class FullWeights(_Weights):
-    """Full fine-tuning; restores from a CPU copy taken at construction."""
+    """Full fine-tuning; restores from a CPU copy of the weights.
+
+    Ownership rule: the base a prompt returns to is what the model holds when the prompt
+    begins. The copy is taken at construction and taken again at the start of a prompt
+    when the caller has changed the weights since the last restore (detected by the
+    tensors' version counters, so an unchanged model costs no copy).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
-        pin = torch.cuda.is_available() and any(t.is_cuda for _, t in named_tensors(model))
         self.saved: dict[str, torch.Tensor] = {}
-        for name, tensor in named_tensors(model):
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        pin = torch.cuda.is_available() and any(t.is_cuda for _, t in named_tensors(self.model))
+        self.saved = {}
+        for name, tensor in named_tensors(self.model):
             copy = tensor.detach().to("cpu", copy=True)
             self.saved[name] = copy.pin_memory() if pin else copy
+        self.requires_grad = {name: p.requires_grad for name, p in self.model.named_parameters()}
+        self._seen = _fingerprint(self.model)
 
     def begin(self) -> list[nn.Parameter]:
+        if _fingerprint(self.model) != self._seen:  # the caller changed the weights
+            self._snapshot()
         parameters = list(self.model.parameters())
         for parameter in parameters:
             parameter.requires_grad_(True)
@@ -59,12 +80,14 @@ class FullWeights(_Weights):
             for name, tensor in named_tensors(self.model):
                 tensor.copy_(self.saved[name])
         self._reset_flags()
+        self._seen = _fingerprint(self.model)
 
 
 class LoRAWeights(_Weights):
     """LoRA fine-tuning: a fresh adapter per prompt, the base frozen and never written."""
 
-    def __init__(self, model: nn.Module, settings: LoRASettings) -> None:
+    def __init__(self, model: nn.Module, settings) -> None:
+        """``settings``: a peft ``LoraConfig`` or ``LoRASettings``."""
         super().__init__(model)
         from transformers.pytorch_utils import Conv1D
 
@@ -74,9 +97,24 @@ class LoRAWeights(_Weights):
         self.peft_model = None
 
     def begin(self) -> list[nn.Parameter]:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        config = LoraConfig(
+        config = self._lora_config()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations in peft
+            self.peft_model = get_peft_model(self.model, config)
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _lora_config(self):
+        import copy
+
+        from peft import LoraConfig
+
+        if not isinstance(self.settings, LoRASettings):  # the caller's LoraConfig
+            config = copy.deepcopy(self.settings)
+            config.fan_in_fan_out = self.fan_in_fan_out
+            return config
+        return LoraConfig(
             r=self.settings.r,
             lora_alpha=self.settings.alpha,
             lora_dropout=self.settings.dropout,
@@ -85,10 +123,6 @@ class LoRAWeights(_Weights):
             else None,
             fan_in_fan_out=self.fan_in_fan_out,
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations in peft
-            self.peft_model = get_peft_model(self.model, config)
-        return [p for p in self.model.parameters() if p.requires_grad]
 
     def restore(self) -> None:
         if self.peft_model is not None:
@@ -97,5 +131,5 @@ class LoRAWeights(_Weights):
         self._reset_flags()
 
 
-def make_weights(model: nn.Module, finetune: str, lora: LoRASettings) -> FullWeights | LoRAWeights:
+def make_weights(model: nn.Module, finetune: str, lora) -> FullWeights | LoRAWeights:
     return FullWeights(model) if finetune == "full" else LoRAWeights(model, lora)

@@ -1,0 +1,102 @@
+"""One prompt's selection: embed it, retrieve ``k`` candidates (without the excluded
+ids), select ``n`` with ``siftlm.select``; and the record of what adapting did."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from siftlm.evaluation.bpb import encode
+from siftlm.training.config import TTTConfig
+from siftlm.training.memory import MemoryLike
+from siftlm.training.results import MemoryItem, Timings
+
+
+@dataclass
+class Adaptation:
+    """What ``adapt`` did for one prompt (``steps`` and ``timings`` fill in as it goes).
+
+    ``memory`` and ``tokens``: the selected sequences in selection order (a sequence
+    picked twice appears twice), with their token ids.
+    """
+
+    method: str
+    memory: tuple[MemoryItem, ...] = ()
+    tokens: list[list[int]] = field(default_factory=list)
+    prior_variance: float | None = None
+    posterior_variance: float | None = None
+    variances: tuple[float, ...] = ()
+    steps: int = 0
+    gated: bool = False  # selected, but not trained on (``variance_gate``)
+    kept_steps: int | None = None  # early stop: the steps whose weights were kept
+    passes: int = 0  # forward and backward passes (fewer than steps with gradient reuse)
+    timings: Timings = field(default_factory=Timings)
+
+
+def _as_list(values) -> list:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def select_for_prompt(
+    prompt: str,
+    memory: MemoryLike,
+    tokenizer,
+    config: TTTConfig,
+    *,
+    exclude: Collection[int] | None,
+    stage: Callable,
+) -> Adaptation:
+    """The selection for ``prompt`` under ``config`` (not "base"), as an ``Adaptation``
+    with the selected sequences and their tokens; ``stage(timings, name)`` times a step."""
+    from siftlm.selection import select
+
+    adaptation = Adaptation(method=config.name)
+    timings = adaptation.timings
+    with stage(timings, "embed"):
+        query = np.asarray(memory.embed([prompt]), dtype=np.float32)
+    with stage(timings, "search"):
+        if exclude is None:
+            hits = memory.search(query, config.k)
+        else:
+            hits = memory.search(query, config.k, exclude=exclude)
+    with stage(timings, "select"):
+        selection = select(
+            query[0],
+            np.asarray(hits.embeddings[0], dtype=np.float32),
+            config.n,
+            method=config.method,
+            lambda_=config.lambda_,
+            alpha=config.alpha,
+            distinct=config.distinct,
+            seed=config.seed,
+        )
+        n_used = int(selection.steps)  # adaptive SIFT stops early
+        positions = [int(i) for i in _as_list(selection.indices)[:n_used]]
+        adaptation.variances = tuple(float(v) for v in _as_list(selection.variances)[:n_used])
+    adaptation.memory = _items(hits, positions)
+    adaptation.prior_variance = float(selection.prior_variances)
+    adaptation.posterior_variance = (
+        adaptation.variances[-1] if adaptation.variances else adaptation.prior_variance
+    )
+    # tokens for training, or for the context in context mode
+    with stage(timings, "train" if config.trains else "evaluate"):
+        adaptation.tokens = [encode(tokenizer, item.text) for item in adaptation.memory]
+    return adaptation
+
+
+def _items(hits, positions: list[int]) -> tuple[MemoryItem, ...]:
+    """The selected candidates (positions in the first query's hits) as memory items."""
+    ids, scores = _as_list(hits.ids[0]), _as_list(hits.scores[0])
+    doc_ids = getattr(hits, "doc_ids", None)
+    return tuple(
+        MemoryItem(
+            id=int(ids[p]),
+            domain=hits.domains[0][p],
+            score=float(scores[p]),
+            text=hits.texts[0][p],
+            doc_id=str(doc_ids[0][p]) if doc_ids is not None else None,
+        )
+        for p in positions
+    )
