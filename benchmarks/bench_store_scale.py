@@ -214,7 +214,7 @@ def table(out: Path) -> str:
     for r in rows:
         knob = "-" if r["knob"] is None else f"{r['knob']}={r['value']}"
         lines.append(
-            f"| {r['size']:,} | {r['index']} | {r['build_s']} | {r['vectors_per_s']:,} | {knob} "
+            f"| {r['size']:,} | {r['index']} | {r['build_s']} | {r['vectors_per_s']:,.0f} | {knob} "
             f"| {r['recall']} | {r['latency_ms']} | {r['peak_rss_mb']:,} | {r['index_disk_mb']:,} |"
         )
     return "\n".join(lines) + "\n"
