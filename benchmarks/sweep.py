@@ -24,6 +24,9 @@ The rule, fixed before any of these runs:
 4. Adaptive SIFT's α (``ALPHAS``) is then chosen for the winner from a sift run with a
    learning curve (``adaptive`` stage): the α with the fewest mean steps whose bpb is
    within 0.3 % of fixed sift in both protocols, else none (fixed n).
+5. The early stop on the known half (first-half protocol only; ``adaptive`` stage too):
+   base, and sift at the winner with and without ``early_stop = EARLY_STOP``; it is
+   kept (for first-half runs) if it lowers sift's first-half bpb.
 
 The gate grid's range was set from the scale of SIFT's posterior variances with λ = 0.1
 (0.05-0.3 for in-domain prompts in the committed test bench); no gain of any gate on the
@@ -61,6 +64,7 @@ GATES: tuple[float | None, ...] = (None, 0.5, 0.4, 0.35, 0.3, 0.25, 0.2)
 ALPHAS = (0.02, 0.05, 0.1, 0.15, 0.55)
 LODO_AGGREGATE, LODO_DOMAIN = 1.0, 1.01
 ALPHA_TOLERANCE = 0.003
+EARLY_STOP = 5
 
 
 def bench_config(folder: str, rank: int = 0, world_size: int = 1, **overrides):
@@ -93,9 +97,18 @@ def grid() -> list[tuple[str, dict]]:
 
 
 def adaptive_points(choice: dict) -> list[tuple[str, dict]]:
-    """sift with a learning curve at the chosen procedure, both protocols."""
-    overrides = PROCEDURES[choice["procedure"]]
-    return [
+    """sift with a learning curve at the chosen procedure, both protocols; and the
+    first-half protocol with and without the early stop."""
+    overrides = {**PROCEDURES[choice["procedure"]], "variance_gate": choice["gate"]}
+    first_half = [
+        ("first-half/base", {"methods": ("base",), "query": "first-half"}),
+        ("first-half/sift", {**overrides, "methods": ("sift",), "query": "first-half"}),
+        (
+            f"first-half/sift-early-stop{EARLY_STOP}",
+            {**overrides, "methods": ("sift",), "query": "first-half", "early_stop": EARLY_STOP},
+        ),
+    ]
+    return first_half + [
         (
             f"adaptive/{protocol}",
             {
@@ -130,8 +143,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _load(folder: str, method: str) -> dict:
+    """doc_id -> result of ``method`` in a run folder ({} if the folder has none yet)."""
     from siftlm.bench import load_results
 
+    if not list((OUT / "runs" / folder).glob("results*.jsonl")):
+        return {}
     return {r.doc_id: r for r in load_results(OUT / "runs" / folder).get(method, [])}
 
 
@@ -207,6 +223,9 @@ def summarize(_: argparse.Namespace) -> None:
     adaptive = _adaptive(choice, base)
     if adaptive is not None:
         summary["adaptive"] = adaptive
+    first_half = _first_half()
+    if first_half is not None:
+        summary["first_half"] = first_half
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     (OUT / "summary.md").write_text(_markdown(summary))
@@ -224,6 +243,7 @@ def _adaptive(choice: dict, base: dict) -> dict | None:
     found = {p: _load(f"adaptive/{p}", "sift") for p in PROTOCOLS}
     if any(len(results) < len(base) for results in found.values()):
         return None
+    gate = choice["gate"]
     table_rows = []
     for alpha in (None, *ALPHAS):
         row = {"alpha": alpha}
@@ -231,9 +251,16 @@ def _adaptive(choice: dict, base: dict) -> dict | None:
             ordered = list(results.values())
             variances = torch.tensor([r.variances for r in ordered], dtype=torch.float64)
             stops = [N] * len(ordered) if alpha is None else adaptive_steps(variances, alpha)
-            nll = sum(_nll_at(r, int(s)) for r, s in zip(ordered, stops, strict=True))
+            # the gate reads the posterior variance where the prompt stops
+            steps = [
+                0
+                if gate is not None and r.variances[int(s) - 1] > gate * r.prior_variance
+                else int(s)
+                for r, s in zip(ordered, stops, strict=True)
+            ]
+            nll = sum(_nll_at(r, s) for r, s in zip(ordered, steps, strict=True))
             row[protocol] = nll / (LN2 * sum(r.n_bytes for r in ordered))
-            row[f"steps/{protocol}"] = float(np.mean([int(s) for s in stops]))
+            row[f"steps/{protocol}"] = float(np.mean(steps))
         table_rows.append(row)
     fixed = table_rows[0]
     fits = [
@@ -243,6 +270,28 @@ def _adaptive(choice: dict, base: dict) -> dict | None:
     ]
     best = min(fits, key=lambda r: sum(r[f"steps/{p}"] for p in PROTOCOLS)) if fits else None
     return {"rows": table_rows, "alpha": None if best is None else best["alpha"]}
+
+
+def _first_half() -> dict | None:
+    """Rule point 5: sift's first-half bpb (% of base) with and without the early stop."""
+    base = _load("first-half/base", "base")
+    runs = {
+        "plain": _load("first-half/sift", "sift"),
+        "early stop": _load(f"first-half/sift-early-stop{EARLY_STOP}", "sift"),
+    }
+    if not base or any(len(found) < len(base) for found in runs.values()):
+        return None
+    ratio = {
+        name: sum(r.nll_nats for r in found.values()) / sum(b.nll_nats for b in base.values())
+        for name, found in runs.items()
+    }
+    kept = {
+        name: float(
+            np.mean([r.steps if r.kept_steps is None else r.kept_steps for r in found.values()])
+        )
+        for name, found in runs.items()
+    }
+    return {"ratio": ratio, "kept_steps": kept, "early_stop": ratio["early stop"] < ratio["plain"]}
 
 
 def _nll_at(result, step: int) -> float:
@@ -288,6 +337,17 @@ def _markdown(summary: dict) -> str:
     ]
     if "adaptive" in summary:
         lines += _adaptive_lines(summary["adaptive"])
+    if "first_half" in summary:
+        found = summary["first_half"]
+        lines += [
+            "",
+            "First-half protocol (sift at the choice; % of base bpb on the second halves): "
+            + ", ".join(
+                f"{name} {_fmt(value)} ({found['kept_steps'][name]:.1f} steps kept)"
+                for name, value in found["ratio"].items()
+            )
+            + f"; **early stop {'kept' if found['early_stop'] else 'not kept'}**.",
+        ]
     lines += ["", "![held-out sweep](sweep.png)", ""]
     return "\n".join(lines)
 

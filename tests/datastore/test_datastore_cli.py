@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 
@@ -81,3 +82,68 @@ def test_build_info_search(tmp_path, documents, tiny_tokenizer, tiny_embedder, c
 def test_missing_store_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="index build"):
         run(["index", "info", str(tmp_path / "none")])
+
+
+def _swap_two_vectors(index_file) -> None:
+    """Swap the first two vectors of a flat index in place: same size, other contents."""
+    import faiss
+    import numpy as np
+
+    index = faiss.read_index(str(index_file))
+    vectors = index.reconstruct_n(0, index.ntotal)
+    vectors[[0, 1]] = vectors[[1, 0]]
+    swapped = faiss.IndexFlatIP(index.d)
+    swapped.add(np.ascontiguousarray(vectors))
+    faiss.write_index(swapped, str(index_file))
+
+
+def test_search_verifies_the_store(tmp_path, built_store, capsys):
+    import shutil
+
+    store = tmp_path / "copy"
+    shutil.copytree(built_store, store)
+    size = (store / "index.faiss").stat().st_size
+    _swap_two_vectors(store / "index.faiss")
+    assert (store / "index.faiss").stat().st_size == size  # sizes alone cannot see it
+    from siftlm.datastore import StoreError
+
+    with pytest.raises(StoreError, match="index.faiss was altered"):
+        run(["index", "search", "license warranty", "--store", str(store)])
+    assert run(["index", "search", "license warranty", "--store", str(store), "--no-verify"]) == 0
+    assert "query 0" in capsys.readouterr().out
+
+
+def test_index_help_lists_every_action_in_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        run(["index", "--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out
+    for action in ("build", "precompute", "info", "search"):
+        assert action in out
+
+
+def test_build_options_come_from_build_config(capsys):
+    import dataclasses
+
+    from siftlm.datastore.config import BuildConfig
+
+    with pytest.raises(SystemExit):
+        run(["index", "build", "--help"])
+    out = capsys.readouterr().out
+    for spec in dataclasses.fields(BuildConfig):
+        flag = spec.metadata["cli"].get("flag", "--" + spec.name.replace("_", "-"))
+        assert flag in out, flag
+    flat = " ".join(out.split())
+    assert "(default: 32)" in flat
+    assert not re.search(r"\(default:[^)]*\) \(default:", flat)  # no doubled defaults
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_max_tokens_must_be_positive(tmp_path, documents, tiny_tokenizer, tiny_embedder, value):
+    source = tmp_path / "corpus.jsonl"
+    source.write_text(json.dumps({"text": documents[0].text}) + "\n")
+    argv = ["index", "build", str(source), "-o", str(tmp_path / "s"), "--no-progress"]
+    argv += ["--embedder", str(tiny_embedder), "--tokenizer", str(tiny_tokenizer)]
+    with pytest.raises(ValueError, match=f"max_tokens must be a positive.*got {value}"):
+        run([*argv, "--max-tokens", value])
+    assert not (tmp_path / "s").exists()

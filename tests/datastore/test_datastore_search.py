@@ -100,3 +100,21 @@ def test_approximate_indexes_pass_the_recall_check(
     reopened = Datastore.open(tmp_path / kind)
     queries = np.asarray(reopened.embeddings[:5], np.float32)
     assert (reopened.search(queries, k=5).ids >= 0).all()
+
+
+def test_embed_one_text_gives_one_vector(built_store):
+    store = Datastore.open(built_store)
+    text = store.text(2)
+    one = store.embed(text)
+    assert one.shape == (store.dim,)
+    np.testing.assert_array_equal(one, store.embed([text])[0])
+    assert store.search(one, k=1).texts == [[text]]  # a (d,) query is one query
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_query_is_refused(built_store, bad):
+    store = Datastore.open(built_store)
+    queries = np.ones((3, store.dim), np.float32)
+    queries[1, 4] = bad
+    with pytest.raises(ValueError, match=r"query rows \[1\] hold NaN or infinite values"):
+        store.search(queries, k=3)

@@ -109,3 +109,36 @@ def test_embedded_corpus(tmp_path, monkeypatch):
 def test_missing_source():
     with pytest.raises(FileNotFoundError, match="no such source"):
         read_documents("/nonexistent/corpus.jsonl")
+
+
+def test_non_utf8_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"text": "fine"}\n\n{"text": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=rf"{path}:3: not UTF-8 \(byte 0xe9 at column 14\)"):
+        read_documents(path)
+
+
+def test_truncated_gzip_names_the_file(tmp_path):
+    path = tmp_path / "cut.jsonl.gz"
+    rows = "".join(json.dumps({"text": f"document {i} " * 40}) + "\n" for i in range(200))
+    whole = gzip.compress(rows.encode())
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=rf"{path}: the gzip stream is truncated or damaged"):
+        read_documents(path)
+
+
+@pytest.mark.parametrize("value", [["a", "b"], {"a": 1}, 3, 2.5, True])
+def test_text_that_is_not_a_string_is_refused(tmp_path, value):
+    path = tmp_path / "typed.jsonl"
+    path.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps({"text": value}) + "\n")
+    kind = type(value).__name__
+    with pytest.raises(ValueError, match=rf"{path}:2: text field 'text' holds a {kind}"):
+        read_documents(path)
+    with pytest.raises(ValueError, match=rf"record 0: text field 'body' holds a {kind}"):
+        read_documents([{"body": value}], Fields(text="body"))
+
+
+def test_null_text_is_an_empty_document(tmp_path):
+    path = tmp_path / "null.jsonl"
+    path.write_text(json.dumps({"text": None, "id": 7}) + "\n")
+    assert read_documents(path) == [SourceDocument("7", "null", "")]

@@ -47,7 +47,9 @@ def test_evaluate_and_generate_on_a_datastore(
     store, tokenizer = store_and_tokenizer
     model = tiny_gpt2(tokenizer)
     before = state_of(model)
-    trainer = TestTimeTrainer(model, tokenizer, store, TTTConfig(n=3, k=8), embedder="ngram-64")
+    trainer = TestTimeTrainer(
+        model, tokenizer, store, TTTConfig(variance_gate=None, n=3, k=8), embedder="ngram-64"
+    )
     result = trainer.evaluate(prompts[1], doc_id="p", domain="law")
     assert result.steps == 3 and all(0 <= i < len(store) for i in result.selected_ids)
     generation = trainer.generate(prompts[1], max_new_tokens=4)
@@ -63,10 +65,19 @@ def test_a_datastore_of_another_tokenizer_or_embedder(store_and_tokenizer, promp
     store, tokenizer = store_and_tokenizer
     other = tiny_tokenizer(prompts, vocab_size=300)
     with pytest.raises(ValueError, match="tokenizer .* is another"):
-        TestTimeTrainer(tiny_gpt2(other), other, store, TTTConfig(n=3, k=8))
+        TestTimeTrainer(tiny_gpt2(other), other, store, TTTConfig(variance_gate=None, n=3, k=8))
     with pytest.raises(ValueError, match="ngram-64 .*not with .*MiniLM"):
         TestTimeTrainer(
-            tiny_gpt2(tokenizer), tokenizer, store, TTTConfig(n=3, k=8), embedder="all-MiniLM-L6-v2"
+            tiny_gpt2(tokenizer),
+            tokenizer,
+            store,
+            TTTConfig(variance_gate=None, n=3, k=8),
+            embedder="all-MiniLM-L6-v2",
         )
     with pytest.raises(ValueError, match=f"exceed the datastore's {len(store)} sequences"):
-        TestTimeTrainer(tiny_gpt2(tokenizer), tokenizer, store, TTTConfig(n=3, k=len(store) + 1))
+        TestTimeTrainer(
+            tiny_gpt2(tokenizer),
+            tokenizer,
+            store,
+            TTTConfig(variance_gate=None, n=3, k=len(store) + 1),
+        )

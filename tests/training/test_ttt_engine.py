@@ -52,7 +52,7 @@ def _selection_for(memory, prompt: str, config: TTTConfig):
 def test_one_step_per_selected_sequence_in_selection_order(
     method, make_model, tokenizer, memory, prompts, trained_windows
 ):
-    config = TTTConfig(method=method, n=4, k=10)
+    config = TTTConfig(variance_gate=None, method=method, n=4, k=10)
     trainer = TestTimeTrainer(make_model(), tokenizer, memory, config)
     result = trainer.evaluate(prompts[1])
     _, expected_ids = _selection_for(memory, prompts[1], config)
@@ -69,7 +69,7 @@ def test_one_step_per_selected_sequence_in_selection_order(
 def test_a_long_sequence_is_trained_on_in_chunks(make_model, tokenizer, trained_windows):
     long_text = " ".join(f"word{i} of the long sequence" for i in range(20))
     memory = ListMemory([long_text, "short text"], ngram_embedder())
-    config = TTTConfig(method="nn", n=1, k=2, max_length=16)
+    config = TTTConfig(variance_gate=None, method="nn", n=1, k=2, max_length=16)
     trainer = TestTimeTrainer(make_model(), tokenizer, memory, config)
     result = trainer.evaluate("word3 of the long sequence")
     tokens = encode(tokenizer, long_text)
@@ -94,7 +94,7 @@ def test_adaptive_sift_trains_only_where_the_selection_stopped(
         )
 
     monkeypatch.setattr(siftlm.selection, "select", stops_after_two)
-    config = TTTConfig(method="sift", n=5, k=10, alpha=0.55)
+    config = TTTConfig(variance_gate=None, method="sift", n=5, k=10, alpha=0.55)
     result = TestTimeTrainer(make_model(), tokenizer, memory, config).evaluate(prompts[0])
     monkeypatch.setattr(siftlm.selection, "select", real_select)
     selection, _ = _selection_for(memory, prompts[0], config)
@@ -106,7 +106,7 @@ def test_adaptive_sift_trains_only_where_the_selection_stopped(
 def test_adaptive_sift_follows_the_real_selection(make_model, tokenizer, memory, prompts):
     steps = []
     for alpha in (0.15, 0.55, 2.0, 20.0):
-        config = TTTConfig(method="sift", n=8, k=20, alpha=alpha)
+        config = TTTConfig(variance_gate=None, method="sift", n=8, k=20, alpha=alpha)
         result = TestTimeTrainer(make_model(), tokenizer, memory, config).evaluate(prompts[2])
         selection, ids = _selection_for(memory, prompts[2], config)
         assert result.n_selected == result.steps == int(selection.steps)
@@ -118,7 +118,7 @@ def test_adaptive_sift_follows_the_real_selection(make_model, tokenizer, memory,
 
 def test_deterministic_with_a_seed(make_model, tokenizer, memory, prompts):
     def run(seed: int) -> float:
-        config = TTTConfig(n=3, k=8, lr=1e-2, seed=seed)
+        config = TTTConfig(variance_gate=None, n=3, k=8, lr=1e-2, seed=seed)
         return (
             TestTimeTrainer(make_model(), tokenizer, memory, config).evaluate(prompts[0]).nll_nats
         )
@@ -130,13 +130,13 @@ def test_deterministic_with_a_seed(make_model, tokenizer, memory, prompts):
 
 def test_learning_curve_and_timings(make_model, tokenizer, memory, prompts):
     model = make_model()
-    config = TTTConfig(method="sift", n=3, k=8, lr=1e-2)
+    config = TTTConfig(variance_gate=None, method="sift", n=3, k=8, lr=1e-2)
     result = TestTimeTrainer(model, tokenizer, memory, config).evaluate(
         prompts[0], doc_id="d0", domain="code", curve=True
     )
-    base = TestTimeTrainer(model, tokenizer, None, TTTConfig(method="base")).evaluate(
-        prompts[0], curve=True
-    )
+    base = TestTimeTrainer(
+        model, tokenizer, None, TTTConfig(variance_gate=None, method="base")
+    ).evaluate(prompts[0], curve=True)
     assert len(result.curve) == result.steps + 1 == 4
     assert result.curve[0] == base.nll_nats  # before the first step: the base model
     assert result.curve[-1] == result.nll_nats
@@ -161,7 +161,9 @@ def test_base_method_needs_no_memory_and_does_nothing(
 ):
     model = make_model()
     before = state_of(model)
-    result = TestTimeTrainer(model, tokenizer, None, TTTConfig(method="base")).evaluate(prompts[0])
+    result = TestTimeTrainer(
+        model, tokenizer, None, TTTConfig(variance_gate=None, method="base")
+    ).evaluate(prompts[0])
     assert (result.steps, result.n_selected, result.selected_ids) == (0, 0, ())
     assert result.prior_variance is None and result.posterior_variance is None
     assert result.method == "base"
@@ -171,7 +173,7 @@ def test_base_method_needs_no_memory_and_does_nothing(
 def test_result_round_trips_through_json(make_model, tokenizer, memory, prompts):
     import json
 
-    config = TTTConfig(n=2, k=5)
+    config = TTTConfig(variance_gate=None, n=2, k=5)
     result = TestTimeTrainer(make_model(), tokenizer, memory, config).evaluate(
         prompts[0], doc_id="a", domain="code", curve=True
     )
@@ -180,7 +182,7 @@ def test_result_round_trips_through_json(make_model, tokenizer, memory, prompts)
 
 
 def test_query_can_differ_from_the_evaluated_text(make_model, tokenizer, memory, prompts):
-    config = TTTConfig(method="nn", n=2, k=5)
+    config = TTTConfig(variance_gate=None, method="nn", n=2, k=5)
     trainer = TestTimeTrainer(make_model(), tokenizer, memory, config)
     result = trainer.evaluate(prompts[0], query=prompts[1])
     _, expected_ids = _selection_for(memory, prompts[1], config)
@@ -193,7 +195,9 @@ def test_generate_adapts_reports_the_memory_and_restores(
 ):
     model = make_model()
     before = state_of(model)
-    trainer = TestTimeTrainer(model, tokenizer, memory, TTTConfig(n=3, k=8, lr=1e-2))
+    trainer = TestTimeTrainer(
+        model, tokenizer, memory, TTTConfig(variance_gate=None, n=3, k=8, lr=1e-2)
+    )
     result = trainer.generate(prompts[1], max_new_tokens=6)
     assert isinstance(result.text, str) and not result.truncated
     assert result.prompt == prompts[1] and result.steps == 3

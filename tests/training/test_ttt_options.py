@@ -21,7 +21,7 @@ OPTIONS = {
 
 
 def _config(**overrides) -> TTTConfig:
-    return TTTConfig(**{"n": 4, "k": 8, "lr": 1e-2, "seed": 0, **overrides})
+    return TTTConfig(**{"n": 4, "k": 8, "lr": 1e-2, "seed": 0, "variance_gate": None, **overrides})
 
 
 @pytest.mark.parametrize("finetune", ["full", "lora"])

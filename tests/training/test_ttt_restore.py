@@ -13,7 +13,7 @@ FINETUNE = ["full", "lora"]
 
 def _config(finetune: str, **overrides) -> TTTConfig:
     # a large learning rate, so that a missed restore could not go unnoticed
-    values = {"n": 3, "k": 6, "lr": 1e-2, "finetune": finetune, "seed": 0}
+    values = {"n": 3, "k": 6, "lr": 1e-2, "finetune": finetune, "seed": 0, "variance_gate": None}
     return TTTConfig(**{**values, **overrides})
 
 

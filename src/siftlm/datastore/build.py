@@ -12,6 +12,9 @@ Crash safety:
   complete (the previous store, if any, is moved aside first and deleted after). A build
   that fails or is killed never touches an existing store.
 - A lock file, ``.<name>.lock``, keeps two builds from writing the same target at once.
+- A build replaces only what is a store: an existing target that is a file, or a folder
+  holding anything but store files, is refused before any work (see
+  :func:`siftlm.datastore.layout.check_replaceable`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import fcntl
 import hashlib
 import io
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -31,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from siftlm.datastore.chunking import (
-    DEFAULT_TOKENIZER,
     Chunk,
     chunk_documents,
     default_max_tokens,
@@ -39,23 +40,18 @@ from siftlm.datastore.chunking import (
     tokenizer_checksum,
     tokenizer_name,
 )
-from siftlm.datastore.embedders import DEFAULT_EMBEDDER, Embedder, describe_spec, load_embedder
-from siftlm.datastore.factory import check_spec
-from siftlm.datastore.files import fsync_dir, fsync_file, sha256_file, write_bytes_atomic
-from siftlm.datastore.index import INDEX_KINDS, build_index, index_kind, tune_recall, write_index
-from siftlm.datastore.ingest import Fields, describe_source, read_documents
-from siftlm.datastore.precomputed import PrecomputedEmbeddings, text_digest
-from siftlm.datastore.store import (
-    CHUNKS_FILE,
-    DATA_FILES,
-    EMBEDDINGS_FILE,
-    INDEX_FILE,
-    MANIFEST_FILE,
-    Manifest,
+from siftlm.datastore.config import BuildConfig
+from siftlm.datastore.embedders import (
+    Embedder,
+    check_embedder_spec,
+    describe_spec,
+    load_embedder,
 )
-
-DTYPES = ("float16", "float32")
-DEFAULT_SHARD_SIZE = 512
+from siftlm.datastore.files import fsync_dir, fsync_file, write_bytes_atomic
+from siftlm.datastore.index import INDEX_KINDS, build_index, index_kind, tune_recall
+from siftlm.datastore.ingest import Fields, SourceDocument, describe_source, read_documents
+from siftlm.datastore.layout import Manifest, check_replaceable, write_store
+from siftlm.datastore.precomputed import PrecomputedEmbeddings, text_digest
 
 
 def work_dir(target: Path) -> Path:
@@ -63,122 +59,106 @@ def work_dir(target: Path) -> Path:
 
 
 def build_store(
-    source: Any,
-    path: str | Path,
-    *,
-    embedder: str | Embedder = DEFAULT_EMBEDDER,
-    tokenizer: Any = DEFAULT_TOKENIZER,
-    max_tokens: int | None = None,
-    index: str = "flat",
-    dtype: str = "float16",
-    batch_size: int = 32,
-    show_progress: bool = True,
-    text_field: str = "text",
-    id_field: str = "id",
-    domain_field: str = "domain",
-    split: str | None = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    precomputed: Any = "auto",
-    recall_target: float = 0.95,
-    ray: bool | str = False,
+    source: Any, path: str | Path, config: BuildConfig | None = None, **options: Any
 ) -> tuple[Path, Embedder | None]:
     """Build the store for ``source`` at ``path``; returns the path and the embedder if loaded.
 
     ``source``: ``"minipile"`` (the embedded memory split), a list of documents, a
     JSONL/Parquet file, a folder of text files, or a saved ``datasets`` dataset.
-    ``embedder``: a spec (see :func:`load_embedder`) or an embedder object.
-    ``tokenizer``: the language model's tokenizer (name, folder or object); chunks have
-    at most ``max_tokens`` of its tokens (default: its maximum length).
-    ``precomputed``: a :class:`~siftlm.datastore.precomputed.PrecomputedEmbeddings` whose
-    vectors are used for the chunks it holds (matched by text), if it was made with the
-    same embedder; ``"auto"``: the shipped file for the embedded corpus; None: embed all.
-    ``ray``: embed the missing shards on a Ray cluster (:mod:`siftlm.datastore.ray_embed`):
-    True for ``ray.init()``'s default, or the cluster's address; False: in this process.
+    ``config``: a :class:`~siftlm.datastore.config.BuildConfig` (default: its defaults);
+    ``options``: fields of it to change, e.g. ``embedder=..., max_tokens=64``.
+
+    ``path`` must not exist, or be an empty folder or a store (which is replaced once the
+    new one is complete); anything else is refused before any work is done.
     """
-    if index not in INDEX_KINDS:
-        check_spec(index)  # a Faiss factory string: fail now, not after embedding
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if batch_size < 1 or shard_size < 1:
-        raise ValueError("batch_size and shard_size must be positive")
+    config = (config or BuildConfig()).replace(**options)
     target = Path(path).expanduser().resolve()
+    check_replaceable(target)
+    check_embedder_spec(config.embedder)
     target.parent.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
     started = time.perf_counter()
-
     with _lock(target):
-        tok = load_tokenizer(tokenizer)
-        limit = int(max_tokens) if max_tokens else default_max_tokens(tok)
-        fields = Fields(text=text_field, id=id_field, domain=domain_field)
-        documents = read_documents(source, fields, split)
-        if not documents:
-            raise ValueError(f"source {describe_source(source)} holds no documents")
-        clock = time.perf_counter()
-        with _bar(show_progress, len(documents), "chunking", "doc") as bar:
-            chunks = chunk_documents(documents, tok, limit, progress=bar.update)
-        timings["chunking_s"] = time.perf_counter() - clock
-        if not chunks:
-            raise ValueError(f"source {describe_source(source)} holds no text")
-
-        name, revision = describe_spec(embedder)
-        if isinstance(precomputed, str) and precomputed == "auto":
+        check_replaceable(target)  # under the lock: another build may have written it
+        tok = load_tokenizer(config.tokenizer)
+        limit = config.max_tokens if config.max_tokens is not None else default_max_tokens(tok)
+        documents, chunks, timings = _read_and_chunk(source, tok, limit, config)
+        precomputed = config.precomputed
+        if isinstance(precomputed, str):  # "auto"
             precomputed = _shipped_for(source)
-        plan = {
-            "embedder": name,
-            "revision": revision,
-            "tokenizer": tokenizer_checksum(tok),
-            "max_tokens": limit,
-            "shard_size": shard_size,
-            "chunks": _chunks_digest(chunks),
-            # shards filled from precomputed vectors must not count as fresh ones
-            "precomputed": None if precomputed is None else dict(precomputed.meta),
-        }
+        plan = _plan(config.embedder, tok, limit, chunks, config.shard_size, precomputed)
         clock = time.perf_counter()
         vectors, loaded, stats = _embed_resumable(
-            chunks,
-            embedder,
-            plan,
-            work_dir(target),
-            batch_size,
-            shard_size,
-            show_progress,
-            precomputed,
-            ray,
+            chunks, config, plan, work_dir(target), precomputed
         )
         timings["embedding_s"] = time.perf_counter() - clock
-        embedder_info = {"name": name, "revision": revision, "dim": int(vectors.shape[1])}
-
         clock = time.perf_counter()
-        stored = vectors.astype(dtype)
-        # the index holds exactly the stored (possibly float16-rounded) vectors, so that a
-        # search's scores are the inner products with the embeddings it returns
-        searchable = stored.astype(np.float32)
-        faiss_index = build_index(searchable, index)
-        recall = tune_recall(faiss_index, searchable, target=recall_target)
+        stored, faiss_index, recall = _index(vectors, config)
         timings["indexing_s"] = time.perf_counter() - clock
-
-        manifest = Manifest(
-            embedder=embedder_info,
-            tokenizer={"name": tokenizer_name(tokenizer, tok), "checksum": plan["tokenizer"]},
-            chunking={"max_tokens": limit, "special_tokens": False},
-            index={
-                "kind": index_kind(faiss_index) if index in INDEX_KINDS else index,
-                "recall_check": recall.as_dict(),
-            },
-            dtype=dtype,
-            counts=_counts(documents, chunks),
-            source=describe_source(source),
-            build={
-                **{key: round(value, 2) for key, value in timings.items()},
-                **stats,
-                "total_s": round(time.perf_counter() - started, 2),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "siftlm": _version(),
-            },
-        )
-        _write_store(target, chunks, stored, faiss_index, manifest)
+        timings["total_s"] = time.perf_counter() - started
+        manifest = _manifest(source, config, plan, tok, documents, chunks, faiss_index, recall)
+        manifest.build.update({key: round(value, 2) for key, value in timings.items()}, **stats)
+        write_store(target, _chunk_table(chunks), stored, faiss_index, manifest)
         shutil.rmtree(work_dir(target), ignore_errors=True)
     return target, loaded
+
+
+def _manifest(source, config, plan, tok, documents, chunks, faiss_index, recall) -> Manifest:
+    """The manifest of a finished build, less its files and timings (added by the caller)."""
+    dim = int(faiss_index.d)
+    return Manifest(
+        embedder={"name": plan["embedder"], "revision": plan["revision"], "dim": dim},
+        tokenizer={"name": tokenizer_name(config.tokenizer, tok), "checksum": plan["tokenizer"]},
+        chunking={"max_tokens": plan["max_tokens"], "special_tokens": False},
+        index={
+            "kind": index_kind(faiss_index) if config.index in INDEX_KINDS else config.index,
+            "recall_check": recall.as_dict(),
+        },
+        dtype=config.dtype,
+        counts=_counts(documents, chunks),
+        source=describe_source(source),
+        build={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "siftlm": _version()},
+    )
+
+
+def _read_and_chunk(
+    source: Any, tok, limit: int, config: BuildConfig
+) -> tuple[list[SourceDocument], list[Chunk], dict[str, float]]:
+    """The documents of ``source``, their chunks, and the time it took (``chunking_s``)."""
+    fields = Fields(text=config.text_field, id=config.id_field, domain=config.domain_field)
+    documents = read_documents(source, fields, config.split)
+    if not documents:
+        raise ValueError(f"source {describe_source(source)} holds no documents")
+    clock = time.perf_counter()
+    with _bar(config.show_progress, len(documents), "chunking", "doc") as bar:
+        chunks = chunk_documents(documents, tok, limit, progress=bar.update)
+    if not chunks:
+        raise ValueError(f"source {describe_source(source)} holds no text")
+    return documents, chunks, {"chunking_s": time.perf_counter() - clock}
+
+
+def _plan(embedder, tok, limit: int, chunks: list[Chunk], shard_size: int, precomputed) -> dict:
+    """Everything the embeddings depend on: a finished shard is reused only for the same plan."""
+    name, revision = describe_spec(embedder)
+    return {
+        "embedder": name,
+        "revision": revision,
+        "tokenizer": tokenizer_checksum(tok),
+        "max_tokens": limit,
+        "shard_size": shard_size,
+        "chunks": _chunks_digest(chunks),
+        # shards filled from precomputed vectors must not count as fresh ones
+        "precomputed": None if precomputed is None else dict(precomputed.meta),
+    }
+
+
+def _index(vectors: np.ndarray, config: BuildConfig):
+    """(stored vectors in ``config.dtype``, the Faiss index over them, its recall check)."""
+    stored = vectors.astype(config.dtype)
+    # the index holds exactly the stored (possibly float16-rounded) vectors, so that a
+    # search's scores are the inner products with the embeddings it returns
+    searchable = stored.astype(np.float32)
+    faiss_index = build_index(searchable, config.index)
+    return stored, faiss_index, tune_recall(faiss_index, searchable, target=config.recall_target)
 
 
 def _shipped_for(source: Any):
@@ -309,21 +289,17 @@ def _text_keys(texts: list[str]) -> np.ndarray:
 
 def _embed_resumable(
     chunks: list[Chunk],
-    embedder: str | Embedder,
+    config: BuildConfig,
     plan: dict,
     work: Path,
-    batch_size: int,
-    shard_size: int,
-    show_progress: bool,
     precomputed: PrecomputedEmbeddings | None,
-    ray: bool | str = False,
 ) -> tuple[np.ndarray, Embedder | None, dict]:
     """(N, d) float32 embeddings of all chunks, reusing finished shards in ``work``.
 
     Each shard's vectors come, in this order, from: its finished file (same plan); the
     finished shards of an earlier plan with the same embedder (by text); ``precomputed``
-    (by text, if made with the same embedder); the embedder itself, here or, with ``ray``,
-    on a Ray cluster (each shard saved as soon as its vectors arrive).
+    (by text, if made with the same embedder); the embedder itself, here or, with
+    ``config.ray``, on a Ray cluster (each shard saved as soon as its vectors arrive).
     """
     harvested = _prepare_work(work, plan)
     sources = [
@@ -331,64 +307,35 @@ def _embed_resumable(
         for source, name in ((harvested, "reused"), (precomputed, "precomputed"))
         if source is not None and source.matches(plan["embedder"], plan["revision"])
     ]
-    shards = _shards(chunks, shard_size)
+    shards = _shards(chunks, config.shard_size)
     files = [work / f"shard-{i:05d}.npz" for i in range(len(shards))]
     keys = [_text_keys([chunks[j].text for j in ids]) for ids in shards]
     done = [_load_shard(f, k) for f, k in zip(files, keys, strict=True)]
     done = [None if shard is None else shard[1] for shard in done]
     stats = {"chunks_reused": sum(len(v) for v in done if v is not None), "chunks_precomputed": 0}
-    loaded: Embedder | None = None if isinstance(embedder, str) else embedder
+    encoder = _LazyEncoder(config.embedder, config.batch_size)
     with _bar(
-        show_progress, len(chunks), "embedding", "seq", initial=stats["chunks_reused"]
+        config.show_progress, len(chunks), "embedding", "seq", initial=stats["chunks_reused"]
     ) as bar:
         pending: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}  # for Ray
         for i, ids in enumerate(shards):
-            if done[i] is not None:
-                continue
-            texts = [chunks[j].text for j in ids]
-            vectors: np.ndarray | None = None
-            found = np.zeros(len(ids), bool)
-            for source, name in sources:
-                known, hit = source.lookup(texts)
-                new = hit & ~found
-                if vectors is None:
-                    vectors = known
-                vectors[new] = known[new]
-                found |= new
-                stats[f"chunks_{name}"] += int(new.sum())
-                bar.update(int(new.sum()))
-            if not found.all() and ray:
-                pending[i] = (vectors, np.flatnonzero(~found))
-                continue
-            if not found.all():
-                if loaded is None:
-                    loaded = load_embedder(embedder)
-                todo = np.flatnonzero(~found)
-                fresh = loaded.encode([texts[j] for j in todo], batch_size, progress=bar.update)
-                if vectors is None:
-                    vectors = np.empty((len(ids), fresh.shape[1]), np.float32)
-                vectors[todo] = fresh
-            _save_shard(files[i], keys[i], vectors)
-            done[i] = vectors
+            if done[i] is None:
+                texts = [chunks[j].text for j in ids]
+                if config.ray:
+                    vectors, todo = _from_sources(texts, sources, stats, bar.update)
+                    if len(todo):
+                        pending[i] = (vectors, todo)
+                        continue
+                    done[i] = vectors
+                else:
+                    done[i] = _embed_shard(texts, sources, encoder, stats, bar.update)
+                _save_shard(files[i], keys[i], done[i])
         if pending:
-            from siftlm.datastore.ray_embed import embed_shards
+            from siftlm.datastore.ray_embed import embed_pending
 
-            jobs = {
-                i: [chunks[shards[i][j]].text for j in todo] for i, (_, todo) in pending.items()
-            }
-            for i, fresh in embed_shards(jobs, embedder, plan, batch_size, ray, show_progress):
-                vectors, todo = pending.pop(i)
-                if vectors is None:
-                    vectors = np.empty((len(shards[i]), fresh.shape[1]), np.float32)
-                vectors[todo] = fresh
-                _save_shard(files[i], keys[i], vectors)
+            for i, vectors in embed_pending(pending, chunks, shards, config, plan, bar.update):
                 done[i] = vectors
-                bar.update(len(todo))
-            if pending:
-                raise RuntimeError(
-                    f"Ray returned no vectors for shards {sorted(pending)}; run the build "
-                    "again: it resumes with them"
-                )
+                _save_shard(files[i], keys[i], vectors)
     dims = {array.shape[1] for array in done}
     if len(dims) != 1:
         raise ValueError(f"shards disagree on the embedding dimension: {sorted(dims)}")
@@ -396,7 +343,48 @@ def _embed_resumable(
     for ids, array in zip(shards, done, strict=True):
         out[ids] = array
     stats["chunks_embedded"] = len(chunks) - stats["chunks_reused"] - stats["chunks_precomputed"]
-    return out, loaded, stats
+    return out, encoder.loaded, stats
+
+
+class _LazyEncoder:
+    """The build's embedder, loaded on first use (a build that needs none loads none)."""
+
+    def __init__(self, spec: str | Embedder, batch_size: int):
+        self.loaded: Embedder | None = None if isinstance(spec, str) else spec
+        self.spec = spec
+        self.batch_size = batch_size
+
+    def __call__(self, texts: list[str], progress) -> np.ndarray:
+        if self.loaded is None:
+            self.loaded = load_embedder(self.spec)
+        return self.loaded.encode(texts, self.batch_size, progress=progress)
+
+
+def _embed_shard(texts: list[str], sources, encoder: _LazyEncoder, stats: dict, progress):
+    """(len(texts), d) float32: from the ``sources`` (by text) where they have it, else encoded."""
+    vectors, todo = _from_sources(texts, sources, stats, progress)
+    if len(todo):
+        fresh = encoder([texts[j] for j in todo], progress)
+        if vectors is None:
+            vectors = np.empty((len(texts), fresh.shape[1]), np.float32)
+        vectors[todo] = fresh
+    return vectors
+
+
+def _from_sources(texts: list[str], sources, stats: dict, progress):
+    """(vectors or None, positions still to embed): what the ``sources`` hold, by text."""
+    vectors: np.ndarray | None = None
+    found = np.zeros(len(texts), bool)
+    for source, name in sources:
+        known, hit = source.lookup(texts)
+        new = hit & ~found
+        if vectors is None:
+            vectors = known
+        vectors[new] = known[new]
+        found |= new
+        stats[f"chunks_{name}"] += int(new.sum())
+        progress(int(new.sum()))
+    return vectors, np.flatnonzero(~found)
 
 
 def _counts(documents, chunks: list[Chunk]) -> dict:
@@ -416,14 +404,11 @@ def _counts(documents, chunks: list[Chunk]) -> dict:
     }
 
 
-def _write_store(target: Path, chunks: list[Chunk], stored: np.ndarray, index, manifest) -> None:
+def _chunk_table(chunks: list[Chunk]):
+    """The chunks as the Arrow table of ``chunks.arrow``."""
     import pyarrow as pa
 
-    stage = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by killed builds (we hold the lock)
-    stage.mkdir()
-    table = pa.table(
+    return pa.table(
         {
             "doc_id": pa.array([c.doc_id for c in chunks], pa.string()),
             "domain": pa.array([c.domain for c in chunks], pa.string()),
@@ -432,25 +417,3 @@ def _write_store(target: Path, chunks: list[Chunk], stored: np.ndarray, index, m
             "text": pa.array([c.text for c in chunks], pa.large_string()),
         }
     )
-    with pa.OSFile(str(stage / CHUNKS_FILE), "wb") as sink:
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-    np.save(stage / EMBEDDINGS_FILE, stored, allow_pickle=False)
-    write_index(index, str(stage / INDEX_FILE))
-    for name in DATA_FILES:
-        fsync_file(stage / name)
-        manifest.files[name] = {
-            "bytes": (stage / name).stat().st_size,
-            "sha256": sha256_file(stage / name),
-        }
-    (stage / MANIFEST_FILE).write_text(manifest.to_json())
-    fsync_file(stage / MANIFEST_FILE)
-    fsync_dir(stage)
-    # swap: the old store (if any) is moved aside, the new one renamed in, the old deleted
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.rename(target, old)
-    os.rename(stage, target)
-    fsync_dir(target.parent)
-    for previous in target.parent.glob(f".{target.name}.old-*"):  # ours, and any a crash left
-        shutil.rmtree(previous, ignore_errors=True)

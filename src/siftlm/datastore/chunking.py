@@ -53,10 +53,9 @@ def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
             raise ValueError("chunking needs a fast tokenizer (offsets); got a slow one")
         return spec
     path = Path(spec).expanduser()
-    if not path.is_absolute() and not path.exists():
-        project_root = Path(__file__).resolve().parents[3]
-        if (project_root / path).exists():
-            path = project_root / path
+    project_root = Path(__file__).resolve().parents[3]
+    if not path.is_absolute() and not path.exists() and (project_root / path).exists():
+        path = project_root / path
     if path.exists():
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     elif str(spec) == DEFAULT_TOKENIZER:
@@ -65,10 +64,31 @@ def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
             "or pass --tokenizer"
         )
     else:
-        tokenizer = AutoTokenizer.from_pretrained(str(spec))
+        tokenizer = _from_hub(str(spec), project_root)
     if not tokenizer.is_fast:
         raise ValueError(f"tokenizer {spec}: chunking needs a fast tokenizer (offsets)")
     return tokenizer
+
+
+def _from_hub(name: str, project_root: Path):
+    """A tokenizer by hub name, failing fast (with a suggestion) if it cannot be had."""
+    from transformers import AutoTokenizer
+
+    from siftlm.hub import check_hub_name
+    from siftlm.models.loading import HOUSE_MODELS
+
+    houses = [f"models/{house}" for house in HOUSE_MODELS]
+    local_only = check_hub_name(
+        name,
+        "tokenizer",
+        houses,
+        filenames=("tokenizer_config.json", "tokenizer.json"),
+        roots=[project_root],
+    )
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+    except OSError as error:
+        raise FileNotFoundError(f"tokenizer {name!r}: {str(error).splitlines()[0]}") from error
 
 
 def tokenizer_name(spec: Any, tokenizer) -> str:

@@ -1,15 +1,18 @@
-"""``siftlm index build|info|search``."""
+"""``siftlm index build|precompute|info|search``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
+from siftlm.datastore.chunking import DEFAULT_TOKENIZER
+from siftlm.datastore.embedders import DEFAULT_EMBEDDER
+
 DEFAULT_SOURCE = "minipile"
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # = siftlm.datastore.embedders.DEFAULT_EMBEDDER
 STORES = Path("stores")
 
 
@@ -23,13 +26,44 @@ def default_store_path(source: str = DEFAULT_SOURCE, embedder: str = DEFAULT_EMB
     return STORES / f"{stem}-{embedder_name}"
 
 
+def add_build_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per :class:`BuildConfig` field (its help; its ``cli`` metadata)."""
+    from siftlm.datastore.config import BuildConfig
+
+    for spec in dataclasses.fields(BuildConfig):
+        cli = dict(spec.metadata["cli"])
+        flag = cli.pop("flag", "--" + spec.name.replace("_", "-"))
+        help_text = cli.pop("help", spec.metadata["help"])
+        if "action" not in cli and spec.default is not None:
+            help_text += f" (default: {spec.default})"
+        parser.add_argument(flag, dest=spec.name, default=spec.default, help=help_text, **cli)
+
+
+def config_from(args: argparse.Namespace):
+    """The :class:`BuildConfig` of ``siftlm index build``'s parsed options."""
+    from siftlm.datastore.config import BuildConfig
+
+    return BuildConfig(
+        **{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(BuildConfig)}
+    )
+
+
 def register(subparsers) -> None:
     index = subparsers.add_parser(
-        "index", help="build, inspect and search a datastore", description=__doc__
+        "index",
+        help="build, inspect and search a datastore",
+        description="Datastores: build (chunk, embed, index a corpus), precompute (regenerate "
+        "the shipped embeddings), info (what a store holds) and search (nearest chunks to a text).",
     )
     commands = index.add_subparsers(dest="index_command", metavar="ACTION")
     index.set_defaults(func=lambda args: index.print_help() or 2)
 
+    _add_build(commands)
+    _add_precompute(commands)
+    _add_info_and_search(commands)
+
+
+def _add_build(commands) -> None:
     build = commands.add_parser(
         "build",
         help="chunk, embed and index a corpus into a store folder",
@@ -46,49 +80,11 @@ def register(subparsers) -> None:
     build.add_argument(
         "-o", "--out", type=Path, help="store folder (default: stores/<source>-<embedder>)"
     )
-    build.add_argument(
-        "--embedder",
-        default=DEFAULT_EMBEDDER,
-        help="sentence-transformers name/path, or causal:<path>",
-    )
-    build.add_argument(
-        "--tokenizer", default="models/house-small", help="the LM's tokenizer (name or folder)"
-    )
-    build.add_argument(
-        "--max-tokens", type=int, help="tokens per chunk (default: the tokenizer's maximum length)"
-    )
-    build.add_argument(
-        "--index",
-        default="flat",
-        help="flat (exact, default), ivf, hnsw, or any Faiss factory string, e.g. 'HNSW32', "
-        "'IVF4096,PQ64', 'OPQ16,IVF1024,PQ16' (trained on a sample; its recall is measured)",
-    )
-    build.add_argument("--dtype", choices=("float16", "float32"), default="float16")
-    build.add_argument("--batch-size", type=int, default=32)
-    build.add_argument("--shard-size", type=int, default=512, help="chunks per resumable shard")
-    build.add_argument("--text-field", default="text")
-    build.add_argument("--id-field", default="id")
-    build.add_argument("--domain-field", default="domain")
-    build.add_argument("--split", help="split of a saved DatasetDict")
-    build.add_argument(
-        "--no-precomputed",
-        dest="precomputed",
-        action="store_false",
-        help="embed everything, ignoring the shipped precomputed embeddings",
-    )
-    build.add_argument("--no-progress", dest="progress", action="store_false")
-    build.add_argument(
-        "--ray",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="ADDRESS",
-        help="embed on a Ray cluster with Ray Data (an actor per GPU, or per CPU but one): "
-        "at ADDRESS, or by ray.init()'s default (RAY_ADDRESS or a new local instance); "
-        "needs siftlm[ray]",
-    )
+    add_build_options(build)
     build.set_defaults(func=_build)
 
+
+def _add_precompute(commands) -> None:
     precompute = commands.add_parser(
         "precompute",
         help="regenerate the shipped precomputed embeddings of the embedded corpus",
@@ -98,7 +94,9 @@ def register(subparsers) -> None:
     )
     precompute.add_argument("-o", "--out", type=Path, help="store folder (default: the usual one)")
     precompute.add_argument("--file", type=Path, help="embeddings file (default: the shipped one)")
-    precompute.add_argument("--tokenizer", default="models/house-small")
+    precompute.add_argument(
+        "--tokenizer", default=DEFAULT_TOKENIZER, help="the LM's tokenizer (default: %(default)s)"
+    )
     precompute.add_argument("--batch-size", type=int, default=32)
     precompute.add_argument(
         "--incremental",
@@ -108,6 +106,8 @@ def register(subparsers) -> None:
     precompute.add_argument("--no-progress", dest="progress", action="store_false")
     precompute.set_defaults(func=_precompute)
 
+
+def _add_info_and_search(commands) -> None:
     info = commands.add_parser("info", help="manifest, counts per domain and sizes of a store")
     info.add_argument(
         "store", nargs="?", type=Path, help="store folder (default: the embedded corpus's)"
@@ -125,6 +125,12 @@ def register(subparsers) -> None:
         "--store", type=Path, help="store or shards folder (default: the embedded corpus's)"
     )
     search.add_argument("--width", type=int, default=160, help="characters of each neighbour shown")
+    search.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the SHA-256 checks (sizes are always checked)",
+    )
     search.add_argument(
         "--mmap", action="store_true", help="map the index from its file instead of loading it"
     )
@@ -147,24 +153,7 @@ def _build(args: argparse.Namespace) -> int:
 
     out = args.out or default_store_path(args.source, args.embedder)
     started = time.perf_counter()
-    path, _ = build_store(
-        args.source,
-        out,
-        embedder=args.embedder,
-        tokenizer=args.tokenizer,
-        max_tokens=args.max_tokens,
-        index=args.index,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        shard_size=args.shard_size,
-        show_progress=args.progress,
-        text_field=args.text_field,
-        id_field=args.id_field,
-        domain_field=args.domain_field,
-        split=args.split,
-        precomputed="auto" if args.precomputed else None,
-        ray=args.ray,
-    )
+    path, _ = build_store(args.source, out, config_from(args))
     store = Datastore.open(path, verify=False)
     build = store.manifest.build
     print(
@@ -260,7 +249,7 @@ def _info(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from siftlm.datastore.sharded import open_any
 
-    store = open_any(args.store or default_store_path(), verify=False, mmap=args.mmap)
+    store = open_any(args.store or default_store_path(), verify=args.verify, mmap=args.mmap)
     queries = store.embed(args.text)
     result = store.search(queries, args.k)
     for q, text in enumerate(args.text):

@@ -26,6 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from siftlm.hub import check_hub_name, did_you_mean
+
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -44,7 +46,8 @@ class Embedder(Protocol):
     def encode(
         self, texts: Sequence[str], batch_size: int = 32, progress: Progress | None = None
     ) -> np.ndarray:
-        """(N, dim) float32, rows L2-normalised, in the order of ``texts``."""
+        """(N, dim) float32, rows L2-normalised, in the order of ``texts`` (the built-in
+        embedders also take one string and give (dim,))."""
         ...
 
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
@@ -113,7 +116,41 @@ def _longest_first_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndar
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-class SentenceTransformerEmbedder:
+class _BatchedEmbedder:
+    """The encode loop shared by the embedders: longest-first batches, input order kept.
+
+    A subclass sets ``dim`` and ``default_batch_size`` and gives ``token_lengths(texts)``
+    and ``_forward(texts)``: (b, dim) float32, rows L2-normalised.
+    """
+
+    dim: int
+    default_batch_size = 32
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """(N, dim) float32 for N texts, (dim,) for one text given as a string."""
+        if isinstance(texts, str):
+            return self.encode([texts], batch_size, progress)[0]
+        out = np.empty((len(texts), self.dim), np.float32)
+        size = batch_size or self.default_batch_size
+        for batch in _longest_first_batches(self.token_lengths(texts), size):
+            out[batch] = self._forward([texts[i] for i in batch])
+            if progress is not None:
+                progress(len(batch))
+        return out
+
+
+class SentenceTransformerEmbedder(_BatchedEmbedder):
     """A sentence-transformers model (its own pooling and normalisation)."""
 
     def __init__(self, spec: str = DEFAULT_EMBEDDER, device: str = "cpu"):
@@ -123,7 +160,13 @@ class SentenceTransformerEmbedder:
         self.name = canonical_name(spec)
         self.model_path = resolve_model_path(spec)
         self.revision = weights_revision(self.model_path)
-        self.model = SentenceTransformer(self.model_path, device=device)
+        local_only = check_embedder_spec(spec)
+        try:
+            self.model = SentenceTransformer(
+                self.model_path, device=device, local_files_only=local_only
+            )
+        except OSError as error:
+            raise FileNotFoundError(f"embedder {spec!r}: {str(error).splitlines()[0]}") from error
         self.model.eval()
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
@@ -144,27 +187,21 @@ class SentenceTransformerEmbedder:
         )
         return np.fromiter((len(ids) for ids in encoded["input_ids"]), np.int64, len(texts))
 
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 32, progress: Progress | None = None
-    ) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), np.float32)
-        for batch in _longest_first_batches(self.token_lengths(texts), batch_size):
-            # one forward per batch: encode() with batch_size=len(batch) does not reorder
-            vectors = self.model.encode(
-                [texts[i] for i in batch],
-                batch_size=len(batch),
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-            out[batch] = vectors
-            if progress is not None:
-                progress(len(batch))
-        return out
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        # one forward per batch: encode() with batch_size=len(texts) does not reorder
+        return self.model.encode(
+            texts,
+            batch_size=len(texts),
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
 
 
-class CausalLMEmbedder:
+class CausalLMEmbedder(_BatchedEmbedder):
     """Mean-pooled last hidden state of a causal LM (``causal:<path>``), L2-normalised."""
+
+    default_batch_size = 8
 
     def __init__(self, path: str, device: str = "cpu", max_length: int | None = None):
         from transformers import AutoModel, AutoTokenizer
@@ -195,29 +232,18 @@ class CausalLMEmbedder:
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         return np.fromiter((len(ids) for ids in encoded["input_ids"]), np.int64, len(texts))
 
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 8, progress: Progress | None = None
-    ) -> np.ndarray:
+    def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        out = np.empty((len(texts), self.dim), np.float32)
-        for batch in _longest_first_batches(self.token_lengths(texts), batch_size):
-            features = self.tokenizer(
-                [texts[i] for i in batch],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            with torch.inference_mode():
-                hidden = self.model(**features).last_hidden_state  # (b, t, d)
-                mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, t, 1)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            out[batch] = pooled.cpu().numpy()
-            if progress is not None:
-                progress(len(batch))
-        return out
+        features = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(**features).last_hidden_state  # (b, t, d)
+            mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, t, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return pooled.cpu().numpy()
 
 
 def load_embedder(spec: str | Embedder = DEFAULT_EMBEDDER, device: str = "cpu") -> Embedder:
@@ -232,8 +258,38 @@ def load_embedder(spec: str | Embedder = DEFAULT_EMBEDDER, device: str = "cpu") 
             raise TypeError(f"not an embedder: {spec!r}")
         return spec
     if spec.startswith("causal:"):
+        check_embedder_spec(spec)
         return CausalLMEmbedder(spec[len("causal:") :], device=device)
     return SentenceTransformerEmbedder(spec, device=device)
+
+
+def _known_embedders() -> list[str]:
+    from siftlm.models.loading import HOUSE_MODELS
+
+    return [DEFAULT_EMBEDDER, _MINILM, *(f"causal:models/{house}" for house in HOUSE_MODELS)]
+
+
+def check_embedder_spec(spec: str | Embedder) -> bool:
+    """Raise at once (with a suggestion) if the spec names no model that can be loaded: not
+    an alias, not a local folder, and not on a reachable hub nor in its cache.
+
+    Returns whether to load it with ``local_files_only`` (cached, hub off or unreachable).
+    """
+    if not isinstance(spec, str):
+        return False
+    if spec.lower() in _MINILM_ALIASES:
+        return False
+    path = spec[len("causal:") :] if spec.startswith("causal:") else spec
+    if Path(path).expanduser().exists():
+        return False
+    if spec.startswith("causal:"):
+        raise FileNotFoundError(
+            f"embedder {spec}: no such folder (causal:<folder> takes a local model folder)"
+            + did_you_mean(spec, _known_embedders())
+        )
+    return check_hub_name(
+        spec, "embedder", _known_embedders(), filenames=("modules.json", "config.json")
+    )
 
 
 def describe_spec(spec: str | Embedder) -> tuple[str, str]:

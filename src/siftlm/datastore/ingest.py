@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,18 +94,28 @@ def _coerce(item: Any, position: int, fields: Fields) -> SourceDocument:
         ) from error
 
 
-def _from_row(row: dict, default_id: str, default_domain: str, fields: Fields) -> SourceDocument:
+def _from_row(
+    row: dict, default_id: str, default_domain: str, fields: Fields, where: str | None = None
+) -> SourceDocument:
+    """A document from a record; ``where`` names it in errors (default: record <id>)."""
+    where = where or f"record {default_id}"
     if fields.text not in row:
         raise ValueError(
-            f"record {default_id} has no text field {fields.text!r} "
+            f"{where} has no text field {fields.text!r} "
             f"(fields: {', '.join(sorted(row))}); choose one with --text-field"
+        )
+    text = row[fields.text]
+    if text is not None and not isinstance(text, str):
+        raise ValueError(
+            f"{where}: text field {fields.text!r} holds a "
+            f"{type(text).__name__}, not a string; choose another --text-field or fix the data"
         )
     doc_id = row.get(fields.id)
     domain = row.get(fields.domain)
     return SourceDocument(
         default_id if doc_id is None else str(doc_id),
         default_domain if domain is None else str(domain),
-        str(row[fields.text] or ""),
+        text or "",
     )
 
 
@@ -152,28 +163,50 @@ def _table_kind(path: Path) -> str | None:
 def _from_table(path: Path, fields: Fields) -> Iterator[SourceDocument]:
     stem = path.name.split(".")[0]
     if _table_kind(path) == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as error:
+            raise ValueError(f"{path}: not a readable Parquet file ({error})") from error
+        rows = ((f"{path} row {i}", row) for i, row in enumerate(table.to_pylist()))
     else:
-        rows = _jsonl_rows(path)
-    for i, row in enumerate(rows):
-        yield _from_row(row, f"{path.name}:{i}", stem, fields)
+        rows = ((f"{path}:{number}", row) for number, row in _jsonl_rows(path))
+    for i, (where, row) in enumerate(rows):
+        yield _from_row(row, f"{path.name}:{i}", stem, fields, where)
 
 
-def _jsonl_rows(path: Path) -> Iterator[dict]:
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of each non-blank line; errors name the file and line."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from error
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object per line")
-            yield row
+    number = 0
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if raw.strip():
+                    yield number, _json_record(path, number, raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(
+            f"{path}: the gzip stream is truncated or damaged after line {number} ({error})"
+        ) from error
+
+
+def _json_record(path: Path, number: int, raw: bytes) -> dict:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}:{number}: not UTF-8 (byte 0x{raw[error.start]:02x} at column "
+            f"{error.start + 1}); JSONL must be UTF-8"
+        ) from error
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from error
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}:{number}: expected a JSON object per line")
+    return row
 
 
 def _from_saved_dataset(path: Path, fields: Fields, split: str | None) -> Iterator[SourceDocument]:

@@ -121,3 +121,24 @@ def embed_shards(
                 f"shard {shard}: {len(vectors)} vectors for {len(jobs[shard])} texts"
             )
         yield shard, vectors.copy()
+
+
+def embed_pending(pending: dict, chunks, shards, config, plan: dict, progress):
+    """Yield ``(shard, vectors)`` for the build's ``pending`` shards, ``{shard: (vectors
+    from other sources or None, positions still to embed)}``, each completed on Ray."""
+    jobs = {i: [chunks[shards[i][j]].text for j in todo] for i, (_, todo) in pending.items()}
+    left = dict(pending)
+    for i, fresh in embed_shards(
+        jobs, config.embedder, plan, config.batch_size, config.ray, config.show_progress
+    ):
+        vectors, todo = left.pop(i)
+        if vectors is None:
+            vectors = np.empty((len(shards[i]), fresh.shape[1]), np.float32)
+        vectors[todo] = fresh
+        progress(len(todo))
+        yield i, vectors
+    if left:
+        raise RuntimeError(
+            f"Ray returned no vectors for shards {sorted(left)}; run the build again: it "
+            "resumes with them"
+        )

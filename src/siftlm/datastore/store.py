@@ -1,105 +1,41 @@
-"""The datastore on disk, and searching it.
+"""The datastore: opening a store folder and searching it.
 
-A store is a folder::
+The folder's layout (``chunks.arrow``, ``embeddings.npy``, ``index.faiss``,
+``manifest.json``) is described in :mod:`siftlm.datastore.layout`. Opening checks every
+file against the manifest (and the manifest against its own checksum): sizes always,
+SHA-256 once per opening unless ``verify=False``, so that a truncated or altered file is
+reported, never silently used.
 
-    chunks.arrow      texts and metadata (doc_id, domain, chunk, n_tokens, text), Arrow IPC,
-                      memory-mapped on open
-    embeddings.npy    (N, d) float16 or float32, L2-normalised, memory-mapped on open
-    index.faiss       the Faiss inner-product index over the same vectors
-    manifest.json     embedder (name, revision, dim), tokenizer, chunking, index, counts,
-                      and the size and SHA-256 of every other file
-
-Opening checks every file against the manifest (and the manifest against its own
-checksum), so a truncated or altered file is reported, never silently used.
+Single inputs (the rule of the whole API, as in sentence-transformers): a text gives a
+vector, a list of texts gives a matrix. ``embed("a text")`` is (d,), ``embed([...])`` is
+(N, d); ``search`` takes (B, d) queries, or one (d,) query as B = 1, and its result always
+has B rows.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from siftlm.datastore.embedders import Embedder, describe_spec, load_embedder
-from siftlm.datastore.files import sha256_file
+from siftlm.datastore.layout import (  # noqa: F401 - re-exported: their historical home
+    CHUNKS_FILE,
+    DATA_FILES,
+    EMBEDDINGS_FILE,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    Manifest,
+    StoreError,
+    verify_files,
+)
 
-FORMAT_VERSION = 1
-CHUNKS_FILE = "chunks.arrow"
-EMBEDDINGS_FILE = "embeddings.npy"
-INDEX_FILE = "index.faiss"
-MANIFEST_FILE = "manifest.json"
-DATA_FILES = (CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE)
-
-
-class StoreError(ValueError):
-    """A store folder that is missing, incomplete, altered or inconsistent."""
-
-
-@dataclass
-class Manifest:
-    """What a store holds and how it was made (``manifest.json``)."""
-
-    embedder: dict  # name, revision, dim
-    tokenizer: dict  # name, checksum
-    chunking: dict  # max_tokens
-    index: dict  # kind, search parameter, recall check
-    dtype: str
-    counts: dict  # chunks, documents, tokens, text_bytes, domains: {domain: chunks}
-    source: str
-    files: dict = field(default_factory=dict)  # name -> {bytes, sha256}
-    build: dict = field(default_factory=dict)  # timings, versions
-    format: int = FORMAT_VERSION
-
-    @property
-    def dim(self) -> int:
-        return int(self.embedder["dim"])
-
-    @property
-    def embedder_name(self) -> str:
-        return str(self.embedder["name"])
-
-    @property
-    def chunks_sha256(self) -> str | None:
-        """SHA-256 of ``chunks.arrow``: identifies the chunks and their ids."""
-        return self.files.get(CHUNKS_FILE, {}).get("sha256")
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        body = self.as_dict()
-        body["checksum"] = _checksum(body)
-        return json.dumps(body, indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, where: str = MANIFEST_FILE) -> Manifest:
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise StoreError(
-                f"{where}: not valid JSON ({error.msg}); the store is damaged"
-            ) from error
-        recorded = body.pop("checksum", None)
-        if recorded != _checksum(body):
-            raise StoreError(f"{where}: checksum mismatch: the manifest was altered or truncated")
-        if body.get("format") != FORMAT_VERSION:
-            raise StoreError(
-                f"{where}: store format {body.get('format')}, expected {FORMAT_VERSION}"
-            )
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in body.items() if k in names})
-
-
-def _checksum(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+if TYPE_CHECKING:
+    from siftlm.datastore.config import BuildConfig
 
 
 @dataclass
@@ -120,29 +56,6 @@ class SearchResult:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def verify_files(path: Path, manifest: Manifest, checksums: bool = True) -> None:
-    """Every data file exists with the recorded size (and SHA-256)."""
-    for name in DATA_FILES:
-        recorded = manifest.files.get(name)
-        file = path / name
-        if recorded is None:
-            raise StoreError(f"store {path}: the manifest lists no {name}")
-        if not file.exists():
-            raise StoreError(f"store {path}: {name} is missing; rebuild with `siftlm index build`")
-        size = file.stat().st_size
-        if size != recorded["bytes"]:
-            kind = "truncated" if size < recorded["bytes"] else "altered (size changed)"
-            raise StoreError(
-                f"store {path}: {name} is {kind}: {size} bytes, the manifest says "
-                f"{recorded['bytes']}; rebuild with `siftlm index build`"
-            )
-        if checksums and sha256_file(file) != recorded["sha256"]:
-            raise StoreError(
-                f"store {path}: {name} was altered (SHA-256 differs from the manifest); "
-                "rebuild with `siftlm index build`"
-            )
 
 
 def _search(index, queries: np.ndarray, k: int, selector=None) -> tuple[np.ndarray, np.ndarray]:
@@ -197,12 +110,17 @@ class Datastore:
     # -- construction ---------------------------------------------------------------
 
     @classmethod
-    def build(cls, source: Any, path: str | Path, **options: Any) -> Datastore:
-        """Chunk, embed, index and persist ``source`` into the folder ``path``; see
-        :func:`siftlm.datastore.build.build_store` for the options."""
+    def build(
+        cls, source: Any, path: str | Path, config: BuildConfig | None = None, **options: Any
+    ) -> Datastore:
+        """Chunk, embed, index and persist ``source`` into the folder ``path``.
+
+        ``config``: a :class:`~siftlm.datastore.config.BuildConfig`; ``options``: fields of
+        it to change. See :func:`siftlm.datastore.build.build_store`.
+        """
         from siftlm.datastore.build import build_store
 
-        path, embedder = build_store(source, path, **options)
+        path, embedder = build_store(source, path, config, **options)
         return cls.open(path, embedder=embedder)
 
     @classmethod
@@ -296,10 +214,11 @@ class Datastore:
 
     # -- embedding and search -------------------------------------------------------
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """(N, d) float32, L2-normalised, with the store's own embedder."""
+    def embed(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """L2-normalised float32 vectors by the store's own embedder: (d,) for one text,
+        (N, d) for a list of N (see "Single inputs" in the module docstring)."""
         if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of texts, not one string")
+            return self.embed([texts], batch_size)[0]
         if len(texts) == 0:
             return np.zeros((0, self.dim), np.float32)
         return self.embedder.encode(list(texts), batch_size=batch_size)
@@ -336,6 +255,9 @@ class Datastore:
                 f"queries have shape {tuple(np.shape(query_embeddings))}; the store's "
                 f"embeddings ({self.manifest.embedder_name}) have dimension {self.dim}"
             )
+        if not np.isfinite(queries).all():
+            bad = np.flatnonzero(~np.isfinite(queries).all(axis=1)).tolist()
+            raise ValueError(f"query rows {bad[:10]} hold NaN or infinite values (finite only)")
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         k = min(int(k), len(self))

@@ -23,7 +23,7 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 FINETUNE: tuple[str, ...] = ("full", "lora")
 MODES: tuple[str, ...] = ("finetune", "context")
 # Adaptive SIFT's α where a method name asks for it ("sift-adaptive") and none is given.
-ADAPTIVE_ALPHA = 0.05
+ADAPTIVE_ALPHA = 0.02
 # held-out protocols (siftlm.training.heldout)
 EXCLUDE_MODES: tuple[str, ...] = ("same-source", "same-domain")
 QUERY_MODES: tuple[str, ...] = ("document", "first-half")
@@ -173,7 +173,7 @@ class TTTConfig:
     lambda_: float = 0.1
     alpha: float | None = None
     distinct: bool = False
-    lr: float = 1e-3
+    lr: float = 3e-4
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -184,7 +184,7 @@ class TTTConfig:
     context_tokens: int | None = None
     warmup: int = 0
     proximal: float = 0.0
-    variance_gate: float | None = None
+    variance_gate: float | None = 0.2
     early_stop: int | None = None
     gradient_reuse: int | None = None
     exclude: Literal["same-source", "same-domain"] | None = None
