@@ -61,7 +61,15 @@ def new_index(spec: str, dim: int):
 
 def check_spec(spec: str) -> None:
     """Raise ValueError now if ``spec`` is not a factory string Faiss can parse."""
-    new_index(spec, _PROBE_DIM)
+    faiss = _faiss()
+    try:
+        faiss.index_factory(_PROBE_DIM, str(spec), faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise ValueError(
+            f"unknown index {spec!r}: not flat, ivf or hnsw, and not a factory string Faiss "
+            f"can make ({reason}); e.g. 'HNSW32' or 'IVF1024,PQ16'"
+        ) from None
 
 
 def training_size(index, n: int) -> int:
