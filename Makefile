@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[test,serve,eval]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,serve,eval,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

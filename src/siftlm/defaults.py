@@ -62,7 +62,9 @@ def open_store(store: str | os.PathLike[str] | None = None, tokenizer: str = HOU
     from siftlm.datastore import Datastore
 
     if store is not None:
-        return Datastore.open(store)
+        from siftlm.datastore.sharded import open_any
+
+        return open_any(store)  # a store folder, or a folder of shards (shards.json)
     path = default_store_path()
     if (path / "manifest.json").exists():
         return Datastore.open(path)

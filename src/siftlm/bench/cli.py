@@ -66,7 +66,12 @@ def _bench(args: argparse.Namespace) -> int:
     config = from_arguments(args)
     warn_cycling(config.methods, config.n, config.k)
     configure_threads(args.threads)
-    out = run_bench(config)
+    if args.ray:
+        from siftlm.bench.ray_runner import run_bench_ray
+
+        out = run_bench_ray(config, args.ray)
+    else:
+        out = run_bench(config)
     print(f"results: {results_path(out, config.rank, config.world_size)}")
     _write_report(out)
     return 0
@@ -269,6 +274,16 @@ def register(subparsers) -> None:
     )
     add_arguments(bench)
     _add_threads(bench)
+    bench.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="documents as tasks on Ray actors (one per GPU, else per CPU), each loading the "
+        "model and store once: the cluster at ADDRESS, or ray.init()'s default; results "
+        "into the same results.jsonl; needs siftlm[ray]",
+    )
     bench.set_defaults(func=_bench)
 
     report = subparsers.add_parser("report", help="rebuild report.md and plots of a bench run")

@@ -122,8 +122,6 @@ def _prepare(config: BenchConfig, model, tokenizer, store, documents):
     """Load and validate everything a run needs, writing nothing: the model, the store,
     this worker's documents and one trainer per method (which checks k, the tokenizer
     and the embedder against the store)."""
-    from siftlm.training import TestTimeTrainer
-
     if model is None or tokenizer is None:
         from siftlm.models import load_model
 
@@ -133,10 +131,7 @@ def _prepare(config: BenchConfig, model, tokenizer, store, documents):
         store = open_store(config.store)
     if documents is None:
         documents = pick_documents(config)
-    trainers = {
-        method: TestTimeTrainer(model, tokenizer, store, config.ttt_config(method))
-        for method in config.methods
-    }
+    trainers = make_trainers(config, model, tokenizer, store)
     extra = {
         "store_path": str(getattr(store, "path", "")),
         "store_chunks_sha256": _chunks_sha256(store),
@@ -191,12 +186,26 @@ def _run_documents(config: BenchConfig, trainers: dict, documents: list, results
     )
     for document, method in todo:
         bar.set_postfix_str(f"{method} {document.domain}", refresh=False)
-        result = trainers[method].evaluate(
-            document.text,
-            doc_id=document.id,
-            domain=document.domain,
-            curve=config.curve_steps(method),
-        )
-        results.append(result)
+        results.append(evaluate_document(trainers, config, document, method))
         bar.update()
     bar.close()
+
+
+def make_trainers(config: BenchConfig, model, tokenizer, store) -> dict:
+    """One ``TestTimeTrainer`` per method of ``config``, sharing the model and store."""
+    from siftlm.training import TestTimeTrainer
+
+    return {
+        method: TestTimeTrainer(model, tokenizer, store, config.ttt_config(method))
+        for method in config.methods
+    }
+
+
+def evaluate_document(trainers: dict, config: BenchConfig, document: Document, method: str):
+    """``method``'s ``DocumentResult`` on ``document`` (the model is restored after)."""
+    return trainers[method].evaluate(
+        document.text,
+        doc_id=document.id,
+        domain=document.domain,
+        curve=config.curve_steps(method),
+    )

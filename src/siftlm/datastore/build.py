@@ -48,7 +48,7 @@ from siftlm.datastore.embedders import (
     load_embedder,
 )
 from siftlm.datastore.files import fsync_dir, fsync_file, write_bytes_atomic
-from siftlm.datastore.index import build_index, index_kind, tune_recall
+from siftlm.datastore.index import INDEX_KINDS, build_index, index_kind, tune_recall
 from siftlm.datastore.ingest import Fields, SourceDocument, describe_source, read_documents
 from siftlm.datastore.layout import Manifest, check_replaceable, write_store
 from siftlm.datastore.precomputed import PrecomputedEmbeddings, text_digest
@@ -109,7 +109,10 @@ def _manifest(source, config, plan, tok, documents, chunks, faiss_index, recall)
         embedder={"name": plan["embedder"], "revision": plan["revision"], "dim": dim},
         tokenizer={"name": tokenizer_name(config.tokenizer, tok), "checksum": plan["tokenizer"]},
         chunking={"max_tokens": plan["max_tokens"], "special_tokens": False},
-        index={"kind": index_kind(faiss_index), "recall_check": recall.as_dict()},
+        index={
+            "kind": index_kind(faiss_index) if config.index in INDEX_KINDS else config.index,
+            "recall_check": recall.as_dict(),
+        },
         dtype=config.dtype,
         counts=_counts(documents, chunks),
         source=describe_source(source),
@@ -295,7 +298,8 @@ def _embed_resumable(
 
     Each shard's vectors come, in this order, from: its finished file (same plan); the
     finished shards of an earlier plan with the same embedder (by text); ``precomputed``
-    (by text, if made with the same embedder); the embedder itself.
+    (by text, if made with the same embedder); the embedder itself, here or, with
+    ``config.ray``, on a Ray cluster (each shard saved as soon as its vectors arrive).
     """
     harvested = _prepare_work(work, plan)
     sources = [
@@ -313,11 +317,25 @@ def _embed_resumable(
     with _bar(
         config.show_progress, len(chunks), "embedding", "seq", initial=stats["chunks_reused"]
     ) as bar:
+        pending: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}  # for Ray
         for i, ids in enumerate(shards):
             if done[i] is None:
                 texts = [chunks[j].text for j in ids]
-                done[i] = _embed_shard(texts, sources, encoder, stats, bar.update)
+                if config.ray:
+                    vectors, todo = _from_sources(texts, sources, stats, bar.update)
+                    if len(todo):
+                        pending[i] = (vectors, todo)
+                        continue
+                    done[i] = vectors
+                else:
+                    done[i] = _embed_shard(texts, sources, encoder, stats, bar.update)
                 _save_shard(files[i], keys[i], done[i])
+        if pending:
+            from siftlm.datastore.ray_embed import embed_pending
+
+            for i, vectors in embed_pending(pending, chunks, shards, config, plan, bar.update):
+                done[i] = vectors
+                _save_shard(files[i], keys[i], vectors)
     dims = {array.shape[1] for array in done}
     if len(dims) != 1:
         raise ValueError(f"shards disagree on the embedding dimension: {sorted(dims)}")
@@ -344,6 +362,17 @@ class _LazyEncoder:
 
 def _embed_shard(texts: list[str], sources, encoder: _LazyEncoder, stats: dict, progress):
     """(len(texts), d) float32: from the ``sources`` (by text) where they have it, else encoded."""
+    vectors, todo = _from_sources(texts, sources, stats, progress)
+    if len(todo):
+        fresh = encoder([texts[j] for j in todo], progress)
+        if vectors is None:
+            vectors = np.empty((len(texts), fresh.shape[1]), np.float32)
+        vectors[todo] = fresh
+    return vectors
+
+
+def _from_sources(texts: list[str], sources, stats: dict, progress):
+    """(vectors or None, positions still to embed): what the ``sources`` hold, by text."""
     vectors: np.ndarray | None = None
     found = np.zeros(len(texts), bool)
     for source, name in sources:
@@ -355,13 +384,7 @@ def _embed_shard(texts: list[str], sources, encoder: _LazyEncoder, stats: dict, 
         found |= new
         stats[f"chunks_{name}"] += int(new.sum())
         progress(int(new.sum()))
-    if not found.all():
-        todo = np.flatnonzero(~found)
-        fresh = encoder([texts[j] for j in todo], progress)
-        if vectors is None:
-            vectors = np.empty((len(texts), fresh.shape[1]), np.float32)
-        vectors[todo] = fresh
-    return vectors
+    return vectors, np.flatnonzero(~found)
 
 
 def _counts(documents, chunks: list[Chunk]) -> dict:

@@ -113,7 +113,9 @@ def _add_info_and_search(commands) -> None:
     search = commands.add_parser("search", help="nearest chunks to a text")
     search.add_argument("text", nargs="+", help="query text(s); each is one query")
     search.add_argument("-k", type=int, default=5, help="neighbours per query (default 5)")
-    search.add_argument("--store", type=Path, help="store folder (default: the embedded corpus's)")
+    search.add_argument(
+        "--store", type=Path, help="store or shards folder (default: the embedded corpus's)"
+    )
     search.add_argument("--width", type=int, default=160, help="characters of each neighbour shown")
     search.add_argument(
         "--no-verify",
@@ -121,7 +123,20 @@ def _add_info_and_search(commands) -> None:
         action="store_false",
         help="skip the SHA-256 checks (sizes are always checked)",
     )
+    search.add_argument(
+        "--mmap", action="store_true", help="map the index from its file instead of loading it"
+    )
     search.set_defaults(func=_search)
+
+    shards = commands.add_parser(
+        "shards",
+        help="join stores built with the same embedder into one store searched as one",
+        description="Write OUT/shards.json listing the stores; OUT is then a store folder for "
+        "`index search --store` and `bench --store` (chunk ids run through the shards in order).",
+    )
+    shards.add_argument("out", type=Path, help="folder for shards.json")
+    shards.add_argument("stores", nargs="+", type=Path, help="the shards' store folders")
+    shards.set_defaults(func=_shards)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -224,7 +239,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    store = _open(args.store, verify=args.verify)
+    from siftlm.datastore.sharded import open_any
+
+    store = open_any(args.store or default_store_path(), verify=args.verify, mmap=args.mmap)
     queries = store.embed(args.text)
     result = store.search(queries, args.k)
     for q, text in enumerate(args.text):
@@ -237,4 +254,13 @@ def _search(args: argparse.Namespace) -> int:
                 f"  {rank + 1:>2}. score {result.scores[q, rank]:.4f}  {result.domains[q][rank]:<12} "
                 f"{result.doc_ids[q][rank]} #{int(result.ids[q, rank])}\n      {snippet}"
             )
+    return 0
+
+
+def _shards(args: argparse.Namespace) -> int:
+    from siftlm.datastore.sharded import ShardedDatastore
+
+    ShardedDatastore.create(args.out, args.stores)
+    store = ShardedDatastore.open(args.out, verify=False)
+    print(f"{args.out}: {len(store.stores)} shards, {len(store)} chunks")
     return 0

@@ -49,7 +49,9 @@ class BuildConfig:
         {"type": int, "metavar": "N"},
     )
     index: str = _option(
-        "flat", "Faiss index: flat (exact), ivf or hnsw (approximate)", {"choices": INDEX_KINDS}
+        "flat",
+        "Faiss index: flat (exact), ivf or hnsw (approximate), or any Faiss factory string, "
+        "e.g. 'HNSW32', 'IVF4096,PQ64', 'OPQ16,IVF1024,PQ16' (trained on a sample)",
     )
     dtype: str = _option("float16", "how the vectors are stored", {"choices": DTYPES})
     batch_size: int = _option(32, "texts per forward pass of the embedder", {"type": int})
@@ -78,6 +80,13 @@ class BuildConfig:
             "help": "embed everything, ignoring the shipped precomputed embeddings",
         },
     )
+    ray: bool | str = _option(
+        False,
+        "embed on a Ray cluster with Ray Data (an actor per GPU, or per CPU but one): at "
+        "ADDRESS, or by ray.init()'s default (RAY_ADDRESS or a new local instance); needs "
+        "siftlm[ray]",
+        {"nargs": "?", "const": True, "metavar": "ADDRESS"},
+    )
     show_progress: bool = _option(
         True,
         "progress bars",
@@ -95,9 +104,9 @@ class BuildConfig:
                 f"tokenizer's maximum), got {self.max_tokens!r}"
             )
         if self.index not in INDEX_KINDS:
-            raise ValueError(
-                f"unknown index {self.index!r}; choose one of {', '.join(INDEX_KINDS)}"
-            )
+            from siftlm.datastore.factory import check_spec
+
+            check_spec(self.index)  # a Faiss factory string: fail now, not after embedding
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
         for name in ("batch_size", "shard_size"):

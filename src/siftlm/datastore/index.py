@@ -1,10 +1,12 @@
 """Faiss indexes over L2-normalised embeddings (inner product = cosine).
 
 ``flat`` is exact and the default. ``ivf`` (inverted lists) and ``hnsw`` (graph) are
-approximate, for large stores; after building one, :func:`tune_recall` measures its
-recall@k against the exact index on a sample of stored vectors and raises ``nprobe`` /
-``efSearch`` until the target recall is met (or the knob is at its maximum). The
-measured recall is recorded in the manifest.
+approximate, for large stores. Any other Faiss index is given by its factory string
+(``"HNSW32"``, ``"IVF4096,PQ64"``, ``"OPQ16,IVF1024,PQ16"``, ...; see
+:mod:`siftlm.datastore.factory`); one that needs training is trained on a sample. After
+building one, :func:`tune_recall` measures its recall@k against the exact index on a
+sample of stored vectors and raises ``nprobe`` / ``efSearch`` until the target recall is
+met (or the knob is at its maximum). The measured recall is recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ def _faiss():
 
 
 def build_index(embeddings: np.ndarray, kind: str = "flat", seed: int = 0):
-    """A Faiss inner-product index over ``embeddings`` (N, d) float32."""
+    """A Faiss inner-product index over ``embeddings`` (N, d) float32; ``kind``: one of
+    ``INDEX_KINDS`` or a Faiss factory string."""
     if kind not in INDEX_KINDS:
-        raise ValueError(f"unknown index {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+        from siftlm.datastore.factory import build_factory_index
+
+        return build_factory_index(embeddings, kind, seed=seed)
     faiss = _faiss()
     vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = vectors.shape
@@ -74,20 +79,16 @@ def index_kind(index) -> str:
 
 
 def set_search_param(index, value: int) -> None:
-    faiss = _faiss()
-    if isinstance(index, faiss.IndexIVF):
-        index.nprobe = int(value)
-    elif isinstance(index, faiss.IndexHNSW):
-        index.hnsw.efSearch = int(value)
+    from siftlm.datastore.factory import set_knob
+
+    set_knob(index, int(value))
 
 
 def search_param(index) -> tuple[str | None, int | None]:
-    faiss = _faiss()
-    if isinstance(index, faiss.IndexIVF):
-        return "nprobe", int(index.nprobe)
-    if isinstance(index, faiss.IndexHNSW):
-        return "efSearch", int(index.hnsw.efSearch)
-    return None, None
+    from siftlm.datastore.factory import search_knob
+
+    knob = search_knob(index)
+    return (None, None) if knob is None else (knob.name, knob.value)
 
 
 def recall_at_k(index, embeddings: np.ndarray, queries: np.ndarray, k: int) -> float:
@@ -118,10 +119,13 @@ def tune_recall(
     query = embeddings[np.sort(sample)].astype(np.float32)
     query += rng.normal(scale=0.05 / math.sqrt(query.shape[1]), size=query.shape).astype(np.float32)
     query /= np.linalg.norm(query, axis=1, keepdims=True)
-    knob, value = search_param(index)
+    from siftlm.datastore.factory import search_knob
+
+    found = search_knob(index)
+    knob, value = (None, None) if found is None else (found.name, found.value)
     recall = recall_at_k(index, embeddings, query, k)
-    if knob is not None:
-        ceiling = index.nlist if knob == "nprobe" else 4096
+    if found is not None:
+        ceiling = found.ceiling
         while recall < target and value < ceiling:
             value = min(ceiling, value * 2)
             set_search_param(index, value)
@@ -133,5 +137,11 @@ def write_index(index, path: str) -> None:
     _faiss().write_index(index, path)
 
 
-def read_index(path: str):
-    return _faiss().read_index(path)
+def read_index(path: str, mmap: bool = False):
+    """The index in ``path``; ``mmap=True`` maps its vectors (flat, HNSW storage, inverted
+    lists) from the file instead of reading them into memory, read-only, so that an index
+    larger than RAM opens and only the pages a search touches are loaded."""
+    faiss = _faiss()
+    if not mmap:
+        return faiss.read_index(path)
+    return faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)

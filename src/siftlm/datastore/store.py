@@ -64,15 +64,9 @@ def _search(index, queries: np.ndarray, k: int, selector=None) -> tuple[np.ndarr
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if selector is None:
         return index.search(queries, k)
-    import faiss
+    from siftlm.datastore.factory import search_parameters  # also through OPQ/PCA wrappers
 
-    if isinstance(index, faiss.IndexIVF):
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
-    elif isinstance(index, faiss.IndexHNSW):
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
-    else:
-        params = faiss.SearchParameters(sel=selector)
-    return index.search(queries, k, params=params)
+    return index.search(queries, k, params=search_parameters(index, selector))
 
 
 def check_embedder(manifest: Manifest, embedder: str | Embedder, where: str) -> None:
@@ -131,11 +125,17 @@ class Datastore:
 
     @classmethod
     def open(
-        cls, path: str | Path, embedder: str | Embedder | None = None, verify: bool = True
+        cls,
+        path: str | Path,
+        embedder: str | Embedder | None = None,
+        verify: bool = True,
+        mmap: bool = False,
     ) -> Datastore:
         """Open a store; ``embedder`` (a spec or an object) must match the manifest's.
 
         ``verify=True`` checks the SHA-256 of every file (sizes are always checked).
+        ``mmap=True`` maps the index from its file (read-only) instead of reading it into
+        memory, for stores larger than RAM.
         """
         import pyarrow as pa
 
@@ -158,7 +158,7 @@ class Datastore:
         try:
             table = pa.ipc.open_file(pa.memory_map(str(path / CHUNKS_FILE))).read_all()
             embeddings = np.load(path / EMBEDDINGS_FILE, mmap_mode="r")
-            index = read_index(str(path / INDEX_FILE))
+            index = read_index(str(path / INDEX_FILE), mmap=mmap)
         except (OSError, ValueError, RuntimeError, pa.ArrowInvalid) as error:
             raise StoreError(f"store {path}: cannot read its files ({error})") from error
         n = manifest.counts["chunks"]
