@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 # The selection methods of ``siftlm.select``, used when that module cannot be imported.
-_SELECTION_METHODS: tuple[str, ...] = ("sift", "nn", "nn-f", "us", "random", "mmr")
+_SELECTION_METHODS: tuple[str, ...] = ("sift", "nn", "nn-f", "us", "random", "mmr", "hull")
 # "base": no retrieval and no training, the baseline every table is relative to.
 BASE_METHOD = "base"
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
