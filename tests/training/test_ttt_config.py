@@ -162,3 +162,29 @@ def test_a_peft_lora_config_is_accepted_and_round_trips():
     )
     with pytest.raises(TypeError, match="peft LoraConfig or LoRASettings"):
         TTTConfig(finetune="lora", lora="r=4")
+
+
+@pytest.mark.parametrize(
+    ("values", "error", "message"),
+    [
+        ({"lr": float("inf")}, ValueError, "lr must be finite"),
+        ({"grad_clip": float("nan")}, ValueError, "grad_clip must be finite"),
+        ({"lambda_": float("nan")}, ValueError, "lambda_ must be finite"),
+        ({"proximal": float("inf")}, ValueError, "proximal must be finite"),
+        ({"k": "20"}, TypeError, "k must be an int"),
+        ({"n": 2.5}, TypeError, "n must be an int"),
+        ({"n": True}, TypeError, "n must be an int"),
+        ({"lr": "1e-3"}, TypeError, "lr must be a number"),
+        ({"distinct": 1}, TypeError, "distinct must be True or False"),
+    ],
+)
+def test_numbers_must_be_finite_and_of_their_kind(values, error, message):
+    with pytest.raises(error, match=message):
+        TTTConfig(**values)
+
+
+def test_numpy_numbers_are_accepted():
+    import numpy as np
+
+    config = TTTConfig(n=np.int64(7), lr=np.float32(1e-3))
+    assert config.n == 7
