@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import difflib
 import os
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from siftlm.defaults import HOUSE_MODELS, models_dir, project_path
 
@@ -62,33 +60,22 @@ def _local_names() -> list[str]:
     return sorted({*HOUSE_MODELS, *local})
 
 
-def _hub_unreachable(timeout: float = 2.0) -> str | None:
-    """Why the hub cannot be used now (None: it may be): ``HF_HUB_OFFLINE`` set, or no
-    TCP connection to its host within ``timeout`` seconds."""
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be used now (None: it may be); the probe is ``siftlm.hub``'s."""
+    from siftlm import hub
+
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
         return "HF_HUB_OFFLINE is set: no network access to the Hugging Face hub"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError as error:
-        return (
-            f"the Hugging Face hub ({url.hostname}:{port}) cannot be reached: no network ({error})"
-        )
+    endpoint = hub._endpoint()
+    if not hub.hub_reachable(endpoint):
+        return f"the Hugging Face hub ({endpoint}) cannot be reached: no network"
     return None
 
 
 def _in_hub_cache(name: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - a dependency of transformers
-        return False
-    try:
-        found = try_to_load_from_cache(name, "config.json")
-    except ValueError:  # not a valid repository id
-        return False
-    return isinstance(found, str)
+    from siftlm import hub
+
+    return hub.in_cache(name, ("config.json",))
 
 
 def _check_hub_name(name: str) -> None:
