@@ -39,7 +39,10 @@ def test_generate_help_describes_every_option(capsys):
     options = [line.split()[0] for line in lines if line.strip().startswith("-")]
     assert {"--model", "--method", "-n", "-k", "--lr", "--repetition-penalty"} <= set(options)
     described = "\n".join(lines)
-    for option, default in [("-n", "20"), ("-k", "100"), ("--max-new-tokens", "60")]:
+    from siftlm.training import TTTConfig
+
+    defaults = TTTConfig()  # generate's selection defaults are the package's
+    for option, default in [("-n", defaults.n), ("-k", defaults.k), ("--max-new-tokens", 60)]:
         assert f"(default: {default})" in described, option
 
 

@@ -134,7 +134,13 @@ def _generate(args: argparse.Namespace) -> int:
 
     configure_threads(args.threads)
     config = TTTConfig.from_name(
-        args.method, n=args.n, k=args.k, lambda_=args.lambda_, lr=args.lr, seed=args.seed
+        args.method,
+        n=args.n,
+        k=args.k,
+        lambda_=args.lambda_,
+        lr=args.lr,
+        variance_gate=args.variance_gate,
+        seed=args.seed,
     )
     warn_cycling([config.name], args.n, args.k)
     print(f"loading {args.model} and the datastore ...", file=sys.stderr)
@@ -164,6 +170,11 @@ def _generate(args: argparse.Namespace) -> int:
 def _print_generation(result) -> None:
     print(f"--- after test-time fine-tuning ({result.method}, {result.steps} steps)")
     print(f"{result.prompt}{result.text}\n")
+    if result.memory and not result.steps and result.method not in ("base", "context"):
+        print(
+            "(no step taken: the selection left the prompt's posterior variance above the "
+            "variance gate, so the base model answered; --variance-gate none trains anyway)"
+        )
     if result.prior_variance is not None:
         print(
             f"uncertainty σ² of the prompt: {result.prior_variance:.4f} before, "
@@ -206,11 +217,21 @@ def _add_generate(subparsers) -> None:
     generate.add_argument(
         "-n",
         type=int,
-        default=20,
+        default=BenchConfig.n,
         help="sequences to train on (one step each) (default: %(default)s)",
     )
     generate.add_argument(
-        "-k", type=int, default=100, help="candidates from the index (default: %(default)s)"
+        "-k",
+        type=int,
+        default=BenchConfig.k,
+        help="candidates from the index (default: %(default)s)",
+    )
+    generate.add_argument(
+        "--variance-gate",
+        type=lambda text: None if text.lower() == "none" else float(text),
+        default=BenchConfig.variance_gate,
+        help="train only if the selection leaves at most this fraction of the prompt's "
+        "variance; none: always (default: %(default)s)",
     )
     generate.add_argument(
         "--lambda",
