@@ -14,7 +14,7 @@ from siftlm.evaluation.bpb import continuation_logprobs, encode  # noqa: E402
 from siftlm.harness.model import RollingLogLikelihood, SiftLM  # noqa: E402
 from siftlm.training import TestTimeTrainer, TTTConfig  # noqa: E402
 
-TTT = {"method": "sift", "n": 3, "k": 6, "lambda_": 0.1, "lr": 1e-3}
+TTT = {"method": "sift", "n": 3, "k": 6, "lambda_": 0.1, "lr": 1e-3, "variance_gate": None}
 
 
 def request(kind: str, args: tuple, idx: int = 0, doc_id: int = 0, doc=None) -> Instance:
