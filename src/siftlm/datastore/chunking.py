@@ -52,7 +52,9 @@ def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
             raise ValueError("chunking needs a fast tokenizer (offsets); got a slow one")
         return spec
     path = Path(spec).expanduser()
-    project_root = Path(__file__).resolve().parents[3]
+    from siftlm import defaults
+
+    project_root = defaults.PROJECT_ROOT  # read at call time (tests move it)
     if not path.is_absolute() and not path.exists() and (project_root / path).exists():
         path = project_root / path
     if path.exists():
