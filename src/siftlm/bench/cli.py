@@ -11,11 +11,10 @@ from siftlm.bench.config import BenchConfig, add_arguments, from_arguments
 from siftlm.defaults import configure_threads
 
 # The demo: a small version of the benchmark, end to end on the embedded defaults.
+# Selection and training follow the package defaults (TTTConfig's), as everywhere.
 DEMO = {
     "methods": ("base", "context", "nn", "sift"),
     "docs_per_domain": 1,
-    "n": 20,
-    "k": 100,
     "curve_methods": (),
     "out": "runs/demo",
 }

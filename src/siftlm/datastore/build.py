@@ -50,7 +50,13 @@ from siftlm.datastore.embedders import (
 from siftlm.datastore.files import fsync_dir, fsync_file, write_bytes_atomic
 from siftlm.datastore.index import INDEX_KINDS, build_index, index_kind, tune_recall
 from siftlm.datastore.ingest import Fields, SourceDocument, describe_source, read_documents
-from siftlm.datastore.layout import Manifest, check_replaceable, write_store
+from siftlm.datastore.layout import (
+    Manifest,
+    check_replaceable,
+    chunk_counts,
+    chunk_table,
+    write_store,
+)
 from siftlm.datastore.precomputed import PrecomputedEmbeddings, text_digest
 
 
@@ -97,7 +103,7 @@ def build_store(
         timings["total_s"] = time.perf_counter() - started
         manifest = _manifest(source, config, plan, tok, documents, chunks, faiss_index, recall)
         manifest.build.update({key: round(value, 2) for key, value in timings.items()}, **stats)
-        write_store(target, _chunk_table(chunks), stored, faiss_index, manifest)
+        write_store(target, chunk_table(chunks), stored, faiss_index, manifest)
         shutil.rmtree(work_dir(target), ignore_errors=True)
     return target, loaded
 
@@ -114,7 +120,7 @@ def _manifest(source, config, plan, tok, documents, chunks, faiss_index, recall)
             "recall_check": recall.as_dict(),
         },
         dtype=config.dtype,
-        counts=_counts(documents, chunks),
+        counts=chunk_counts(documents, chunks),
         source=describe_source(source),
         build={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "siftlm": _version()},
     )
@@ -385,35 +391,3 @@ def _from_sources(texts: list[str], sources, stats: dict, progress):
         stats[f"chunks_{name}"] += int(new.sum())
         progress(int(new.sum()))
     return vectors, np.flatnonzero(~found)
-
-
-def _counts(documents, chunks: list[Chunk]) -> dict:
-    domains: dict[str, int] = {}
-    domain_docs: dict[str, set] = {}
-    for chunk in chunks:
-        domains[chunk.domain] = domains.get(chunk.domain, 0) + 1
-        domain_docs.setdefault(chunk.domain, set()).add(chunk.doc_id)
-    return {
-        "documents": len(documents),
-        "documents_with_text": len({c.doc_id for c in chunks}),
-        "chunks": len(chunks),
-        "tokens": int(sum(c.n_tokens for c in chunks)),
-        "text_bytes": int(sum(len(c.text.encode("utf-8", "surrogatepass")) for c in chunks)),
-        "domains": dict(sorted(domains.items())),
-        "documents_per_domain": {d: len(ids) for d, ids in sorted(domain_docs.items())},
-    }
-
-
-def _chunk_table(chunks: list[Chunk]):
-    """The chunks as the Arrow table of ``chunks.arrow``."""
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "doc_id": pa.array([c.doc_id for c in chunks], pa.string()),
-            "domain": pa.array([c.domain for c in chunks], pa.string()),
-            "chunk": pa.array([c.index for c in chunks], pa.int32()),
-            "n_tokens": pa.array([c.n_tokens for c in chunks], pa.int32()),
-            "text": pa.array([c.text for c in chunks], pa.large_string()),
-        }
-    )

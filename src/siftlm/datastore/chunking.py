@@ -54,7 +54,7 @@ def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
     path = Path(spec).expanduser()
     from siftlm import defaults
 
-    project_root = defaults.PROJECT_ROOT  # read at call time (tests move it)
+    project_root = defaults.PROJECT_ROOT
     if not path.is_absolute() and not path.exists() and (project_root / path).exists():
         path = project_root / path
     if path.exists():

@@ -201,3 +201,36 @@ def write_store(target: Path, table, embeddings, index, manifest: Manifest) -> N
     fsync_dir(target.parent)
     for previous in target.parent.glob(f".{target.name}.old-*"):  # ours, and any a crash left
         shutil.rmtree(previous, ignore_errors=True)
+
+
+def chunk_counts(documents, chunks: list) -> dict:
+    """The manifest's counts: documents, chunks, tokens, bytes, per domain."""
+    domains: dict[str, int] = {}
+    domain_docs: dict[str, set] = {}
+    for chunk in chunks:
+        domains[chunk.domain] = domains.get(chunk.domain, 0) + 1
+        domain_docs.setdefault(chunk.domain, set()).add(chunk.doc_id)
+    return {
+        "documents": len(documents),
+        "documents_with_text": len({c.doc_id for c in chunks}),
+        "chunks": len(chunks),
+        "tokens": int(sum(c.n_tokens for c in chunks)),
+        "text_bytes": int(sum(len(c.text.encode("utf-8", "surrogatepass")) for c in chunks)),
+        "domains": dict(sorted(domains.items())),
+        "documents_per_domain": {d: len(ids) for d, ids in sorted(domain_docs.items())},
+    }
+
+
+def chunk_table(chunks: list):
+    """The chunks as the Arrow table of ``chunks.arrow``."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "doc_id": pa.array([c.doc_id for c in chunks], pa.string()),
+            "domain": pa.array([c.domain for c in chunks], pa.string()),
+            "chunk": pa.array([c.index for c in chunks], pa.int32()),
+            "n_tokens": pa.array([c.n_tokens for c in chunks], pa.int32()),
+            "text": pa.array([c.text for c in chunks], pa.large_string()),
+        }
+    )

@@ -97,6 +97,18 @@ def run_eval(argv: list[str]) -> dict | None:
     return _evaluate(cfg)
 
 
+def _print_tables(cfg, results: dict, make_table) -> None:
+    """The harness's own summary: the run's line, the task table, the group table."""
+    name = cfg.model if isinstance(cfg.model, str) else type(cfg.model).__name__
+    print(
+        f"{name} ({cfg.model_args}), limit: {cfg.limit}, num_fewshot: {cfg.num_fewshot}, "
+        f"batch_size: {cfg.batch_size}"
+    )
+    print(make_table(results))
+    if "groups" in results:
+        print(make_table(results, "groups"))
+
+
 def _evaluate(cfg) -> dict | None:
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
@@ -147,14 +159,7 @@ def _evaluate(cfg) -> dict | None:
     tracker.save_results_aggregated(results=results, samples=samples)
     for task_name in samples or {}:
         tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
-    name = cfg.model if isinstance(cfg.model, str) else type(cfg.model).__name__
-    print(
-        f"{name} ({cfg.model_args}), limit: {cfg.limit}, num_fewshot: {cfg.num_fewshot}, "
-        f"batch_size: {cfg.batch_size}"
-    )
-    print(make_table(results))
-    if "groups" in results:
-        print(make_table(results, "groups"))
+    _print_tables(cfg, results, make_table)
     if samples is not None:
         results["samples"] = samples
     return results

@@ -1,11 +1,8 @@
-"""The test-time training engine.
-
-For each prompt: embed it with the datastore's embedder, retrieve ``k`` candidates,
-select ``n`` with ``siftlm.select``, take one gradient step per selected sequence (per
-chunk for long ones) with a fresh optimizer, then evaluate or generate with the adapted
-model, then restore the base model bitwise. ``adapt`` is that cycle as a context
-manager; ``evaluate`` and ``generate`` are built on it.
-"""
+"""The test-time training engine. For each prompt: embed it with the datastore's
+embedder, retrieve ``k`` candidates, select ``n`` with ``siftlm.select``, take one
+gradient step per selected sequence (per chunk for long ones) with a fresh optimizer,
+evaluate or generate with the adapted model, restore the base model bitwise. ``adapt``
+is that cycle as a context manager; ``evaluate`` and ``generate`` are built on it."""
 
 from __future__ import annotations
 
