@@ -277,12 +277,10 @@ class Datastore:
         excluded = np.unique(np.asarray(exclude, dtype=np.int64))
         if excluded.size and (excluded[0] < 0 or excluded[-1] >= len(self)):
             raise ValueError(f"exclude holds ids outside the store's 0..{len(self) - 1}")
-        remaining = len(self) - excluded.size
-        if remaining < k:
-            raise ValueError(
-                f"only {remaining} of the store's {len(self)} chunks remain after excluding "
-                f"{excluded.size}; cannot return k={k} candidates (lower k)"
-            )
+        from siftlm.training.heldout import check_enough_left
+
+        where = f"the store's {len(self)} chunks"
+        check_enough_left(excluded.size, k, len(self) - excluded.size, where)
         import faiss
 
         return faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded))

@@ -71,6 +71,16 @@ def _group(keys) -> dict[str, np.ndarray]:
     return {key: np.asarray(ids, dtype=np.int64) for key, ids in groups.items()}
 
 
+def check_enough_left(n_excluded: int, k: int, remaining: int, where: str) -> None:
+    """ValueError when excluding ``n_excluded`` leaves fewer than ``k`` of ``where``
+    (e.g. "the store's 30391 chunks"); ``remaining`` is what is left."""
+    if remaining < k:
+        raise ValueError(
+            f"only {remaining} of {where} remain after excluding {n_excluded}; "
+            f"cannot return k={k} candidates (lower k)"
+        )
+
+
 def split_half(tokens: list[int]) -> int:
     """The first token of the second half: ``len(tokens) // 2`` (the first half is the
     shorter one for an odd count). Needs at least 2 tokens."""

@@ -162,11 +162,10 @@ class ListMemory:
         scores = queries @ self.embeddings.T
         if exclude is not None:
             excluded = np.unique(np.asarray(exclude, dtype=np.int64))
-            if len(self) - excluded.size < k:
-                raise ValueError(
-                    f"only {len(self) - excluded.size} of {len(self)} sequences remain after "
-                    f"excluding {excluded.size}; cannot return k={k} candidates (lower k)"
-                )
+            from siftlm.training.heldout import check_enough_left
+
+            where = f"{len(self)} sequences"
+            check_enough_left(excluded.size, k, len(self) - excluded.size, where)
             scores[:, excluded] = -np.inf
         # stable: equal scores keep the memory's order, so results are reproducible
         ids = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
