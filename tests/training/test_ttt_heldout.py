@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from siftlm.evaluation.bpb import encode, prefix_token_id, rolling_windows, utf8_bytes
-from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig
+from siftlm.testing import tiny_memory
+from siftlm.training import TestTimeTrainer, TTTConfig
 from siftlm.training.heldout import Exclusions, first_half, source_unit
-from siftlm.training.tiny import ngram_embedder
 
 METHODS = ["sift", "nn", "nn-f", "us", "random", "mmr"]
 
@@ -21,14 +21,7 @@ def sourced_memory(memory):
     """The memory with corpus-style ids: every domain's texts come from two source files
     (``<domain>/a#<part>`` and ``<domain>/b#<part>``)."""
     doc_ids = [f"{domain}/{'ab'[i % 2]}#{i}" for i, domain in enumerate(memory.domains)]
-    return ListMemory(
-        memory.texts,
-        ngram_embedder(),
-        domains=memory.domains,
-        doc_ids=doc_ids,
-        embedder="ngram-64",
-        tokenizer="tiny-bpe",
-    )
+    return tiny_memory(memory.texts, memory.domains, doc_ids=doc_ids)
 
 
 def test_source_unit_drops_the_part():
