@@ -22,6 +22,10 @@ from siftlm.training.config import ADAPTIVE_ALPHA, TTTConfig, parse_variance_lr
 
 # One set of defaults: the selection and training values of the benchmark are TTTConfig's.
 _TTT = TTTConfig()
+# the command line's form of the default learning rates by posterior variance
+_TTT_VARIANCE_LR = (
+    None if _TTT.variance_lr is None else tuple(f"{b!r}:{lr!r}" for b, lr in _TTT.variance_lr)
+)
 
 # The methods of the paper's comparison, in the order of its tables.
 ALL_METHODS: tuple[str, ...] = (
@@ -89,7 +93,7 @@ class BenchConfig:
         },
     )
     variance_lr: tuple[str, ...] | None = field(
-        default=None,
+        default=_TTT_VARIANCE_LR,
         metadata={
             "help": "learning rates by posterior variance, BOUND:LR ...: lr LR where"
             " σ²_n/σ²_0 <= BOUND (first match), --lr above the last bound"
@@ -152,6 +156,8 @@ class BenchConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+        if self.variance_lr is not None and [str(b).lower() for b in self.variance_lr] == ["none"]:
+            object.__setattr__(self, "variance_lr", None)  # --variance-lr none
         if self.variance_lr is not None:  # canonical "bound:lr" strings, as saved
             bands = parse_variance_lr(self.variance_lr)
             object.__setattr__(self, "variance_lr", tuple(f"{b!r}:{lr!r}" for b, lr in bands))

@@ -163,8 +163,10 @@ class TTTConfig:
     window) hold them, the text's rolling windows take the rest; a short text leaves
     the context all the room it does not use.
 
-    Training options against harm where the memory has little to offer (each off by
-    default; chosen on validation, ``benchmarks/sweep.py``):
+    Training options against harm where the memory has little to offer (chosen on
+    validation, ``benchmarks/sweep.py``, ``sweep_schedules.py`` and
+    ``confirm_schedule.py``; on by default: the gate at 0.3 and ``variance_lr`` 3e-4
+    below 0.2, i.e. lr 3e-4 where σ²_n/σ²_0 <= 0.2, 1e-4 up to 0.3, no training above):
 
     - ``warmup``: the learning rate rises linearly over the first ``warmup`` steps of
       every prompt (step s uses lr * min(1, s / warmup)).
@@ -202,7 +204,7 @@ class TTTConfig:
     lambda_: float = 0.1
     alpha: float | None = None
     distinct: bool = False
-    lr: float = 3e-4
+    lr: float = 1e-4
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -213,8 +215,8 @@ class TTTConfig:
     context_tokens: int | None = None
     warmup: int = 0
     proximal: float = 0.0
-    variance_gate: float | None = 0.2
-    variance_lr: tuple[tuple[float, float], ...] | None = None
+    variance_gate: float | None = 0.3
+    variance_lr: tuple[tuple[float, float], ...] | None = ((0.2, 3e-4),)
     early_stop: int | None = None
     gradient_reuse: int | None = None
     exclude: Literal["same-source", "same-domain"] | None = None
