@@ -207,7 +207,8 @@ class TTTConfig:
     selection gets the (1, m, d) query: SIFT minimises Σ_j σ²_n(q_j) (nn, mmr and hull use
     the targets' mean). The reported ``prior_variance``, ``posterior_variance`` and
     ``variances`` are then means over the targets, Σ_j σ²(q_j) / m, so ``variance_gate``
-    compares Σ_j σ²_n(q_j) / Σ_j σ²_0(q_j). A query of one piece (m = 1) is selected for
+    and ``variance_lr`` read Σ_j σ²_n(q_j) / Σ_j σ²_0(q_j) (bounds chosen for one vector
+    need not suit this ratio). A query of one piece (m = 1) is selected for
     exactly as with "one" (the piece is the whole query text).
 
     ``max_length``: the context length in tokens (None: the model's maximum positions).
