@@ -69,10 +69,10 @@ def split_query(
     dropped; at most ``max_targets`` of them, evenly spaced (indices
     round(linspace(0, m - 1, max_targets)): the first, the last and between), in order.
     A text of at most ``max_tokens`` tokens is one piece: the text itself."""
-    from siftlm.datastore.chunking import chunk_documents, load_tokenizer
+    from siftlm.datastore.chunking import chunk_documents, fast_tokenizer
     from siftlm.datastore.ingest import SourceDocument
 
-    fast = load_tokenizer(tokenizer)  # ValueError for a slow tokenizer
+    fast = fast_tokenizer(tokenizer)  # ValueError for a slow tokenizer
     chunks = chunk_documents([SourceDocument("query", "query", text)], fast, max_tokens)
     pieces = [chunk.text for chunk in chunks]
     if not pieces:
