@@ -148,7 +148,10 @@ def row(out: Path, label: str, condition: Condition, base: dict) -> dict | None:
     docs = sorted(set(base) & set(nn) & set(sift))
     if not docs:
         return None
-    pick = {name: [found[d] for d in docs] for name, found in (("base", base), ("nn", nn), ("sift", sift))}
+    pick = {
+        name: [found[d] for d in docs]
+        for name, found in (("base", base), ("nn", nn), ("sift", sift))
+    }
     estimates = {
         "nn": relative_to_base(pick["nn"], pick["base"]),
         "sift": relative_to_base(pick["sift"], pick["base"]),
@@ -230,8 +233,12 @@ def plot(rows: list[dict], title: str, path: Path) -> None:
     left.set_ylabel("bits, % of base")
     left.legend()
     right.errorbar(
-        x, [r["sift/nn"]["value"] for r in rows], yerr=[r["sift/nn"]["se"] for r in rows],
-        marker="o", capsize=3, color="C2",
+        x,
+        [r["sift/nn"]["value"] for r in rows],
+        yerr=[r["sift/nn"]["se"] for r in rows],
+        marker="o",
+        capsize=3,
+        color="C2",
     )
     right.axhline(100, color="grey", lw=0.8)
     right.set_ylabel("sift's bits, % of nn's")
@@ -250,7 +257,9 @@ def summarize(args: argparse.Namespace) -> None:
     if not any(tables.values()):
         raise SystemExit(f"no finished condition in {out / 'runs'} yet: run first")
     total = len(_load(out, "base", "base"))
-    (out / "ablate.json").write_text(json.dumps({"model": MODEL, "tables": tables}, indent=2) + "\n")
+    (out / "ablate.json").write_text(
+        json.dumps({"model": MODEL, "tables": tables}, indent=2) + "\n"
+    )
     (out / "summary.md").write_text(markdown(tables, total))
     for ablation, rows in tables.items():
         if rows:

@@ -74,8 +74,10 @@ def test_a_fraction_composes_with_held_out_exclusion():
 def test_a_fraction_of_a_datastore_goes_through_its_faiss_selector(tmp_path):
     memory = random_memory(n=60)
     store = datastore.Datastore.build(
-        [{"id": d, "text": t, "domain": dom} for t, d, dom in
-         zip(memory.texts, memory.doc_ids, memory.domains, strict=True)],
+        [
+            {"id": d, "text": t, "domain": dom}
+            for t, d, dom in zip(memory.texts, memory.doc_ids, memory.domains, strict=True)
+        ],
         tmp_path / "store",
         embedder=_ListEmbedder(memory),
         tokenizer=_tokenizer(memory.texts),
