@@ -7,20 +7,23 @@ neighbours? Memory size, duplication injected into the memory, and λ.
 
 Every condition runs nn and sift with house-small on the first ``DOCS_PER_DOMAIN``
 validation documents of every domain (2 x 14 = 28), with the package's defaults
-(``TTTConfig``: n, K, λ, lr, Adam, full fine-tuning) EXCEPT ``variance_gate=None``: the
-gate answers a prompt whose selection leaves much uncertainty with the base model, for
-nn and sift alike (both are gated on SIFT's posterior variance), so many prompts would
-show no difference between the methods and the effect of the selection would be hidden.
-Learning curves are off.
+(``TTTConfig``: n, K, λ, lr, ``variance_lr``, Adam, full fine-tuning) EXCEPT
+``variance_gate=None`` (``TRAINING``): the gate answers a prompt whose selection leaves
+much uncertainty with the base model, for nn and sift alike, so many prompts would show
+no difference between the methods and the effect of the selection would be hidden.
+(``variance_lr`` stays: each method's learning rate follows its own posterior variance
+ratio.) Learning curves are off.
 
 Conditions (``CONDITIONS``, in the order they run: the most informative first): base
 (once); the whole memory at the default λ ("all", shared by the three ablations); exact
 and near copies of 30 % of the memory injected (``BenchConfig.duplicates``; near copies: a
 tenth of the words replaced, embedded once and cached in the run's folder); a random ¼
 and ½ of the memory (``BenchConfig.memory_fraction``, nested subsets, applied at search
-time by the held-out exclusion); λ = 0.01 and 1.0 (sift only: nn's picks do not depend
-on λ, so its "all" results are shared); last, 10 % duplication (exact, near), which only
-runs if the rest has finished. ``--only NAME ...`` runs some conditions.
+time by the held-out exclusion); λ = 0.01 and 1.0 (nn's picks do not depend on λ, but
+its learning rate does through ``variance_lr``, whose variance ratio is computed with λ:
+so nn runs there too, unless ``variance_lr`` is off, when nn's "all" results are
+shared); last, 10 % duplication (exact, near), which only runs if the rest has
+finished. ``--only NAME ...`` runs some conditions.
 
 The summary has one table and one plot per ablation: per condition, nn and sift in % of
 base bits (a ratio of sums over documents, paired SE), sift/nn (sift's bits in % of
@@ -41,6 +44,8 @@ MODEL = "house-small"
 SPLIT = "validation"
 DOCS_PER_DOMAIN = 2
 METHODS = ("nn", "sift")
+# BenchConfig values besides the package's defaults, for every condition
+TRAINING: dict = {"variance_gate": None}
 
 
 class Condition(NamedTuple):
@@ -53,15 +58,24 @@ class Condition(NamedTuple):
     nn_from: str | None = None
 
 
+def _lambda_condition(name: str, lambda_: float) -> Condition:
+    """sift at another λ; nn too where λ changes its training (``variance_lr``)."""
+    from siftlm.bench import BenchConfig
+
+    if BenchConfig(**TRAINING).variance_lr is None:  # nn's run does not depend on λ
+        return Condition(name, {"lambda_": lambda_}, ("sift",), nn_from="all")
+    return Condition(name, {"lambda_": lambda_})
+
+
 CONDITIONS: tuple[Condition, ...] = (
     Condition("base", {}, ("base",)),
     Condition("all", {}),
     Condition("dup-exact-30", {"duplicates": 0.3, "duplicate_kind": "exact"}),
     Condition("dup-near-30", {"duplicates": 0.3, "duplicate_kind": "near"}),
     Condition("memory-0.25", {"memory_fraction": 0.25}),
-    Condition("lambda-0.01", {"lambda_": 0.01}, ("sift",), nn_from="all"),
+    _lambda_condition("lambda-0.01", 0.01),
     Condition("memory-0.5", {"memory_fraction": 0.5}),
-    Condition("lambda-1", {"lambda_": 1.0}, ("sift",), nn_from="all"),
+    _lambda_condition("lambda-1", 1.0),
     Condition("dup-exact-10", {"duplicates": 0.1, "duplicate_kind": "exact"}),
     Condition("dup-near-10", {"duplicates": 0.1, "duplicate_kind": "near"}),
 )
@@ -81,7 +95,7 @@ ABLATIONS: dict[str, tuple[tuple[str, str], ...]] = {
 TITLES = {
     "memory": "Memory size (a random fraction of the 30k-chunk memory)",
     "duplication": "Duplication injected into the memory (copies of a random share)",
-    "lambda": "SIFT's λ (nn does not depend on it: its picks are the top cosines)",
+    "lambda": "SIFT's λ (nn's picks are the top cosines whatever λ)",
 }
 
 
@@ -93,7 +107,7 @@ def bench_config(out: Path, condition: Condition, rank: int = 0, world_size: int
         "split": SPLIT,
         "docs_per_domain": DOCS_PER_DOMAIN,
         "methods": condition.methods,
-        "variance_gate": None,
+        **TRAINING,
         "curve_methods": (),
         "out": str(out / "runs" / condition.name),
         "rank": rank,

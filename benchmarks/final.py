@@ -16,18 +16,26 @@ results, report):
 
 The documents are taken in rounds of one per domain (``pick_documents``' order), and
 every protocol finishes a round before the next starts, so that a run stopped part way
-(this machine: about 25 core-minutes a round) holds the same documents in all three.
-Equivalent to the three ``siftlm bench`` commands of the README on all documents.
+holds the same documents in all three. Equivalent to the three ``siftlm bench`` commands
+of the README on all documents.
+
+Results of the previous final run (``PREVIOUS``: lr 3e-4, variance gate 0.2) that the
+current defaults reproduce bitwise are taken from it rather than recomputed
+(``final_reuse.py`` says when; ``--verify N`` recomputes N of them per protocol and
+fails if one differs); ``OUT/<protocol>/provenance-*.jsonl`` says for every result whether it
+was reused, derived or computed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "results" / "heldout-test"
+OUT = Path(__file__).resolve().parent / "results" / "heldout-final"
+PREVIOUS = Path(__file__).resolve().parent / "results" / "heldout-test"
 SWEEP = Path(__file__).resolve().parent / "sweep" / "heldout" / "sweep.json"
 HELD_OUT_METHODS = ("base", "nn", "sift", "sift-adaptive")
 
@@ -63,7 +71,6 @@ def configs(rank: int = 0, world_size: int = 1) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    from siftlm.bench import run_bench
     from siftlm.bench.runner import open_store, pick_documents
     from siftlm.data import DOMAINS
     from siftlm.models import load_model
@@ -73,12 +80,109 @@ def run(args: argparse.Namespace) -> None:
     model, tokenizer = load_model(first.model)
     store = open_store(first.store)
     documents = pick_documents(first)  # rounds: one document of every domain at a time
+    runs = {p: Composer(c, model, tokenizer, store, documents) for p, c in by_protocol.items()}
+    if args.verify:
+        for composer in runs.values():
+            composer.verify(args.verify)
     rounds = -(-len(documents) // len(DOMAINS))
     for depth in range(1, rounds + 1):
-        for protocol, config in by_protocol.items():
+        for protocol, composer in runs.items():
             print(f"== round {depth}/{rounds}: {protocol}", file=sys.stderr, flush=True)
-            subset = documents[: depth * len(DOMAINS)]
-            run_bench(config, model=model, tokenizer=tokenizer, store=store, documents=subset)
+            composer.run(documents[: depth * len(DOMAINS)])
+
+
+class Composer:
+    """One protocol's run: each (document, method) reused from ``PREVIOUS``, derived
+    (sift-adaptive from sift) or computed (``final_reuse``)."""
+
+    def __init__(self, config, model, tokenizer, store, documents) -> None:
+        from final_reuse import load
+
+        from siftlm.bench.results import ResultsFile, results_path
+        from siftlm.bench.runner import _prepare, _write_config, locked, shard
+        from siftlm.training import TTTConfig
+
+        self.config = config
+        self.trainers, _, extra = _prepare(config, model, tokenizer, store, documents)
+        self.shard = shard
+        out = Path(config.out)
+        with locked(out / ".config.lock", f"results folder {out}"):
+            _write_config(config, out, extra)
+        self.lock = locked(out / f".final-{config.rank}.lock", f"{out} (worker {config.rank})")
+        self.lock.__enter__()
+        self.results = ResultsFile(results_path(out, config.rank, config.world_size))
+        self.previous, saved = load(PREVIOUS / out.name)
+        self.previous_ttt = {}
+        for method, values in saved.get("ttt", {}).items():
+            self.previous_ttt[method] = TTTConfig.from_dict({"variance_lr": None, **values})
+        self.provenance = out / f"provenance-{config.rank}-of-{config.world_size}.jsonl"
+        self.new = {}  # doc_id -> this run's sift result (for sift-adaptive)
+        if self.results.path.exists():
+            from siftlm.bench import load_results
+
+            found = load_results(self.results.path).get("sift", [])
+            self.new.update({r.doc_id: r for r in found})
+
+    def _reusable(self, method: str, doc_id: str) -> dict | None:
+        from final_reuse import reusable
+
+        record = self.previous.get((method, doc_id))
+        ttt = self.config.ttt_config(method)
+        if record is not None and reusable(ttt, self.previous_ttt.get(method), record):
+            return record
+        return None
+
+    def run(self, documents) -> None:
+        from final_reuse import derived_adaptive
+
+        from siftlm.bench.runner import evaluate_document
+        from siftlm.training import DocumentResult
+
+        mine = self.shard(documents, self.config.rank, self.config.world_size)
+        for document in mine:
+            for method in self.config.methods:
+                if (method, document.id) in self.results:
+                    continue
+                record = self._reusable(method, document.id)
+                sift = self.new.get(document.id)
+                if record is not None:
+                    result, how = DocumentResult.from_dict(record), "reused"
+                elif (
+                    method == "sift-adaptive"
+                    and sift is not None
+                    and derived_adaptive(self.previous, document.id)
+                ):
+                    result, how = dataclasses.replace(sift, method=method), "derived"
+                else:
+                    result = evaluate_document(self.trainers, self.config, document, method)
+                    how = "computed"
+                if method == "sift":
+                    self.new[document.id] = result
+                self.results.append(result)
+                with open(self.provenance, "a") as handle:  # after the result: never ahead
+                    handle.write(json.dumps([method, document.id, how]) + "\n")
+
+    def verify(self, count: int) -> None:
+        """Recompute ``count`` reusable trained results (and one gated) of the previous
+        run; any difference is an error."""
+        import random
+
+        from siftlm.bench.runner import evaluate_document
+        from siftlm.data import load_corpus
+
+        by_id = {d.id: d for d in load_corpus(self.config.split)}
+        trained, gated = [], []
+        for (method, doc_id), record in sorted(self.previous.items()):
+            if method in ("nn", "sift") and self._reusable(method, doc_id) is not None:
+                (trained if record["steps"] else gated).append((method, doc_id, record))
+        picks = random.Random(self.config.rank).sample(trained, min(count, len(trained)))
+        for method, doc_id, record in picks + gated[:1]:
+            result = evaluate_document(self.trainers, self.config, by_id[doc_id], method)
+            if result.nll_nats != record["nll_nats"]:
+                raise SystemExit(
+                    f"{method} {doc_id}: {result.nll_nats} now, {record['nll_nats']} before"
+                )
+            print(f"verified {Path(self.config.out).name} {method} {doc_id}", file=sys.stderr)
 
 
 def report(_: argparse.Namespace) -> None:
@@ -96,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rank", type=int, default=0)
     parser.add_argument("--world-size", type=int, default=1)
     parser.add_argument("--report", action="store_true", help="only (re)make the reports")
+    parser.add_argument(
+        "--verify", type=int, default=0, help="recompute N reused results per protocol first"
+    )
     args = parser.parse_args(argv)
     (report if args.report else run)(args)
 

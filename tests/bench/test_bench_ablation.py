@@ -122,13 +122,14 @@ def test_summarize_makes_a_table_and_a_plot_per_ablation(tmp_path):
     _fake(runs / "all", "nn", {"a": 80.0, "b": 90.0, "c": 70.0})
     _fake(runs / "all", "sift", {"a": 72.0, "b": 90.0, "c": 63.0})
     _fake(runs / "lambda-0.01", "sift", {"a": 60.0, "b": 95.0})  # unfinished: 2 documents
+    _fake(runs / "lambda-0.01", "nn", {"a": 80.0, "b": 90.0, "c": 70.0})  # nn as in "all"
     _fake(runs / "memory-0.25", "nn", {"a": 90.0})  # no sift yet: left out
     ablate.main(["summarize", "--out", str(tmp_path)])
     summary = (tmp_path / "summary.md").read_text()
     # "all": nn 240/300 = 80 %, sift 225/300 = 75 %, sift/nn 225/240 = 93.75 %, 2 of 3 better
     assert "| all | 3 | 80.0% ± " in summary
     assert "| 75.0% ± " in summary and "| 93.8% ± " in summary and "| 2 of 3 |" in summary
-    # λ 0.01 shares nn's results from "all": on a and b, nn 170, sift 155
+    # λ 0.01 (nn from "all" or its own, the same here): on a and b, nn 170, sift 155
     assert "| 0.01 | 2 | 85.0% ± " in summary and "| 91.2% ± " in summary
     assert "| ¼ |" not in summary
     assert "## Duplication" in summary and "| none | 3 |" in summary

@@ -44,3 +44,36 @@ def test_every_worker_covers_every_domain():
     assert all({d.domain for d in s} == set("abcd") for s in shares)
     assert [d.id for d in shares[0]] == ["a0", "c0", "b1", "d1", "a2", "c2"]
     assert shard(documents, 0, 1) == documents
+
+
+def test_variance_lr_comes_from_the_command_line_and_resumes(tmp_path):
+    import argparse
+    import json
+
+    from siftlm.bench.config import add_arguments, from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--variance-lr", "0.2:3e-4", "0.3:1e-4", "--methods", "sift"])
+    config = from_arguments(args)
+    assert config.ttt_config("sift").variance_lr == ((0.2, 3e-4), (0.3, 1e-4))
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(config.to_dict()))
+    config.check_resumable(saved)  # the same bands, as saved: resumable
+    other = BenchConfig(methods=("sift",), variance_lr=("0.2:3e-4",))
+    with pytest.raises(ValueError, match="variance_lr"):
+        other.check_resumable(saved)
+    with pytest.raises(ValueError, match="variance_lr"):
+        BenchConfig(variance_lr=("0.3:1e-4", "0.2:3e-4"))
+
+
+def test_skip_docs_gives_the_next_documents_of_every_domain():
+    from siftlm.bench import pick_documents
+
+    first = pick_documents(BenchConfig(split="validation", docs_per_domain=4))
+    later = pick_documents(BenchConfig(split="validation", docs_per_domain=2, skip_docs=2))
+    assert [d.id for d in later] == [d.id for d in first[len(first) // 2 :]]
+    with pytest.raises(ValueError, match="skip_docs"):
+        pick_documents(BenchConfig(split="validation", skip_docs=10_000))
+    with pytest.raises(ValueError, match="skip_docs"):
+        BenchConfig(skip_docs=-1)

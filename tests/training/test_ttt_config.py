@@ -78,7 +78,8 @@ def test_a_default_trainer_does_what_its_defaults_say(monkeypatch, tokenizer):
     assert result.steps >= defaults.n
     (optimizer,) = optimizers
     assert type(optimizer) is torch.optim.Adam and defaults.optimizer == "adam"
-    assert optimizer.param_groups[0]["lr"] == defaults.lr
+    ratio = result.posterior_variance / result.prior_variance
+    assert optimizer.param_groups[0]["lr"] == defaults.lr_for(ratio)  # variance_lr's band
     assert clips == [defaults.grad_clip] * result.steps
 
 

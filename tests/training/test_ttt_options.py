@@ -5,6 +5,8 @@ says."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -17,6 +19,7 @@ OPTIONS = {
     "variance_gate": {"variance_gate": 0.99},
     "early_stop": {"early_stop": 1, "query": "first-half"},
     "gradient_reuse": {"gradient_reuse": 2},
+    "variance_lr": {"variance_lr": ((0.5, 3e-2), (0.99, 3e-3))},
 }
 
 
@@ -92,6 +95,49 @@ def test_the_variance_gate_answers_with_the_base_model(make_model, tokenizer, me
         assert gated.posterior_variance > 1e-6 * gated.prior_variance
         assert gated.nll_nats == base.evaluate(prompt).nll_nats
         assert opened.evaluate(prompt).steps == 4
+
+
+def test_variance_lr_trains_each_prompt_with_the_rate_of_its_band(
+    make_model, tokenizer, memory, prompts
+):
+    ratios = []
+    for prompt in prompts:
+        config = _config(variance_gate=None)
+        result = TestTimeTrainer(make_model(), tokenizer, memory, config).evaluate(prompt)
+        ratios.append(result.posterior_variance / result.prior_variance)
+    middle = sorted(ratios)[len(ratios) // 2]
+    # prompts at or below the middle ratio get 5e-2, those above it the plain lr 1e-3
+    banded = _config(lr=1e-3, variance_lr=((middle, 5e-2),))
+    lrs = []
+    for prompt, ratio in zip(prompts, ratios, strict=True):
+        lr = 5e-2 if ratio <= middle else 1e-3
+        lrs.append(lr)
+        plain = TestTimeTrainer(make_model(), tokenizer, memory, _config(lr=lr))
+        got = TestTimeTrainer(make_model(), tokenizer, memory, banded).evaluate(prompt)
+        assert got.nll_nats == plain.evaluate(prompt).nll_nats
+    assert set(lrs) == {5e-2, 1e-3}  # both bands were exercised
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [(), "0.2:1e-3", ((0.3, 1e-3), (0.2, 1e-4)), ((1.5, 1e-3),), ((0.2, 0.0),), ("0.2",)],
+)
+def test_bad_variance_lr_is_refused_with_its_reason(bad):
+    with pytest.raises(ValueError, match="variance_lr"):
+        TTTConfig(variance_lr=bad)
+
+
+def test_variance_lr_accepts_strings_and_survives_a_round_trip():
+    config = TTTConfig(variance_lr=["0.2:3e-4", "0.3:1e-4"])
+    assert config.variance_lr == ((0.2, 3e-4), (0.3, 1e-4))
+    assert TTTConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert [config.lr_for(r) for r in (0.1, 0.2, 0.25, 0.5, None)] == [
+        3e-4,
+        3e-4,
+        1e-4,
+        config.lr,
+        config.lr,
+    ]
 
 
 def test_early_stop_keeps_the_weights_of_the_best_check(make_model, tokenizer, memory, prompts):

@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from siftlm.defaults import DEFAULT_MODEL
-from siftlm.training.config import ADAPTIVE_ALPHA, TTTConfig
+from siftlm.training.config import ADAPTIVE_ALPHA, TTTConfig, parse_variance_lr
 
 # One set of defaults: the selection and training values of the benchmark are TTTConfig's.
 _TTT = TTTConfig()
+# the command line's form of the default learning rates by posterior variance
+_TTT_VARIANCE_LR = (
+    None if _TTT.variance_lr is None else tuple(f"{b!r}:{lr!r}" for b, lr in _TTT.variance_lr)
+)
 
 # The methods of the paper's comparison, in the order of its tables.
 ALL_METHODS: tuple[str, ...] = (
@@ -59,6 +63,13 @@ class BenchConfig:
     docs_per_domain: int | None = field(
         default=None, metadata={"help": "first N documents of each domain (default: all)"}
     )
+    skip_docs: int = field(
+        default=0,
+        metadata={
+            "help": "skip the first N documents of each domain (a fresh sample after a sweep"
+            " used the first ones)"
+        },
+    )
     n: int = field(
         default=_TTT.n, metadata={"help": "sequences selected (gradient steps) per prompt"}
     )
@@ -79,6 +90,13 @@ class BenchConfig:
         metadata={
             "help": "train only if SIFT's posterior variance after selection is at most this"
             " fraction of the prior (none: always train)"
+        },
+    )
+    variance_lr: tuple[str, ...] | None = field(
+        default=_TTT_VARIANCE_LR,
+        metadata={
+            "help": "learning rates by posterior variance, BOUND:LR ...: lr LR where"
+            " σ²_n/σ²_0 <= BOUND (first match), --lr above the last bound"
         },
     )
     early_stop: int | None = field(
@@ -159,12 +177,19 @@ class BenchConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+        if self.variance_lr is not None and [str(b).lower() for b in self.variance_lr] == ["none"]:
+            object.__setattr__(self, "variance_lr", None)  # --variance-lr none
+        if self.variance_lr is not None:  # canonical "bound:lr" strings, as saved
+            bands = parse_variance_lr(self.variance_lr)
+            object.__setattr__(self, "variance_lr", tuple(f"{b!r}:{lr!r}" for b, lr in bands))
         if not self.methods:
             raise ValueError("methods must name at least one method")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods has repeats: {', '.join(self.methods)}")
         if self.docs_per_domain is not None and self.docs_per_domain < 1:
             raise ValueError(f"docs_per_domain must be >= 1, got {self.docs_per_domain}")
+        if self.skip_docs < 0:
+            raise ValueError(f"skip_docs must be >= 0, got {self.skip_docs}")
         self._check_ablation()
         if self.curve_every < 1:
             raise ValueError(f"curve_every must be >= 1, got {self.curve_every}")
@@ -198,6 +223,7 @@ class BenchConfig:
             warmup=self.warmup,
             proximal=self.proximal,
             variance_gate=self.variance_gate,
+            variance_lr=self.variance_lr,
             early_stop=self.early_stop,
             gradient_reuse=self.gradient_reuse,
             exclude=self.exclude,

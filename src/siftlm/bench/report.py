@@ -222,6 +222,7 @@ _OPTIONS = {
     "warmup": "warm-up {} steps",
     "proximal": "proximal μ {}",
     "variance_gate": "variance gate {}",
+    "variance_lr": "lr by variance {}",
     "early_stop": "early stop every {} steps",
 }
 
@@ -231,7 +232,11 @@ def protocol(config: dict) -> str:
     words = _EXCLUDED.get(config.get("exclude"), str(config.get("exclude")))
     if config.get("query") == "first-half":
         words += "; query: the document's first half, the second half scored"
-    options = [text.format(config[key]) for key, text in _OPTIONS.items() if config.get(key)]
+    options = [
+        text.format(" ".join(map(str, value)) if isinstance(value, list) else value)
+        for key, text in _OPTIONS.items()
+        if (value := config.get(key))
+    ]
     if config.get("memory_fraction", 1) < 1:
         options.append(f"memory fraction {config['memory_fraction']:g}")
     if config.get("duplicates"):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def pick_documents(config: BenchConfig) -> list[Document]:
     """The documents of ``config.split`` the benchmark evaluates (all workers' share): the
-    first ``docs_per_domain`` of each domain, in rounds (the first document of every
+    first ``docs_per_domain`` of each domain after its first ``skip_docs``, in rounds (the first document of every
     domain, then the second of every domain, ...), so that a run stopped part way has
     covered every domain alike."""
     from siftlm.data import load_corpus
@@ -37,10 +37,16 @@ def pick_documents(config: BenchConfig) -> list[Document]:
     by_domain: dict[str, list[Document]] = defaultdict(list)
     for document in documents:
         by_domain[document.domain].append(document)
-    depth = max(len(docs) for docs in by_domain.values())
+    skip = config.skip_docs
+    depth = max(len(docs) for docs in by_domain.values()) - skip
     if config.docs_per_domain is not None:
         depth = min(depth, config.docs_per_domain)
-    return [docs[i] for i in range(depth) for docs in by_domain.values() if i < len(docs)]
+    picked = [
+        docs[i] for i in range(skip, skip + depth) for docs in by_domain.values() if i < len(docs)
+    ]
+    if not picked:
+        raise ValueError(f"skip_docs={skip} skips every document of split {config.split!r}")
+    return picked
 
 
 def shard(documents: list[Document], rank: int, world_size: int) -> list[Document]:

@@ -3,6 +3,7 @@ ids), select ``n`` with ``siftlm.select``; and the record of what adapting did."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -100,3 +101,14 @@ def _items(hits, positions: list[int]) -> tuple[MemoryItem, ...]:
         )
         for p in positions
     )
+
+
+def step_config(config: TTTConfig, adaptation: Adaptation) -> TTTConfig:
+    """The configuration the prompt's steps run with: ``config`` with the learning rate
+    that ``variance_lr`` gives for the selection's σ²_n / σ²_0 (``config`` itself
+    without ``variance_lr``)."""
+    prior, posterior = adaptation.prior_variance, adaptation.posterior_variance
+    if config.variance_lr is None or not prior or posterior is None:
+        return config
+    lr = config.lr_for(posterior / prior)
+    return config if lr == config.lr else dataclasses.replace(config, lr=lr)

@@ -122,6 +122,29 @@ def _check_types(config: Any) -> None:
             raise TypeError(f"{spec.name} must be True or False, got {value!r}")
 
 
+def parse_variance_lr(bands: Any) -> tuple[tuple[float, float], ...]:
+    """``variance_lr`` as ((bound, lr), ...): pairs or ``"bound:lr"`` strings, bounds
+    strictly increasing in (0, 1], learning rates > 0; anything else a ValueError."""
+    if isinstance(bands, str) or not isinstance(bands, (list, tuple)) or not bands:
+        raise ValueError(f"variance_lr must be a non-empty sequence of (bound, lr), got {bands!r}")
+    parsed = []
+    for band in bands:
+        pair = band.split(":") if isinstance(band, str) else band
+        try:
+            bound, lr = (float(value) for value in pair)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"variance_lr entry {band!r} is not a (bound, lr) pair nor 'bound:lr'"
+            ) from None
+        if not (0 < bound <= 1 and lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"variance_lr entry {band!r}: need 0 < bound <= 1 and lr > 0")
+        parsed.append((bound, lr))
+    bounds = [bound for bound, _ in parsed]
+    if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+        raise ValueError(f"variance_lr bounds must increase strictly, got {bounds}")
+    return tuple(parsed)
+
+
 @dataclass(frozen=True)
 class TTTConfig:
     """How to adapt to one prompt.
@@ -140,8 +163,10 @@ class TTTConfig:
     window) hold them, the text's rolling windows take the rest; a short text leaves
     the context all the room it does not use.
 
-    Training options against harm where the memory has little to offer (each off by
-    default; chosen on validation, ``benchmarks/sweep.py``):
+    Training options against harm where the memory has little to offer (chosen on
+    validation, ``benchmarks/sweep.py``, ``sweep_schedules.py`` and
+    ``confirm_schedule.py``; on by default: the gate at 0.3 and ``variance_lr`` 3e-4
+    below 0.2, i.e. lr 3e-4 where σ²_n/σ²_0 <= 0.2, 1e-4 up to 0.3, no training above):
 
     - ``warmup``: the learning rate rises linearly over the first ``warmup`` steps of
       every prompt (step s uses lr * min(1, s / warmup)).
@@ -150,6 +175,12 @@ class TTTConfig:
     - ``variance_gate``: train only if the selection leaves the prompt's posterior
       variance at most this fraction of its prior variance (σ²_n / σ²_0 <= gate);
       otherwise the prompt is answered by the base model (0 steps).
+    - ``variance_lr``: learning rates by posterior variance, ``((r_1, lr_1), (r_2, lr_2),
+      ...)`` with 0 < r_1 < r_2 < ... <= 1: a prompt with σ²_n / σ²_0 <= r_1 trains with
+      lr_1, else with lr_2 if <= r_2, ...; above the last bound with ``lr`` (the gate
+      still applies). E.g. ``lr=1e-4, variance_gate=0.3, variance_lr=((0.2, 3e-4),)``:
+      3e-4 where the selection explains the prompt well, 1e-4 where less, none above 0.3.
+      Strings ``"r:lr"`` are accepted for pairs (the command line's form).
     - ``early_stop`` (``query="first-half"`` only): score the known first half before
       training and every ``early_stop`` steps; stop at the first check where its loss
       rises and keep the weights of the best check.
@@ -173,7 +204,7 @@ class TTTConfig:
     lambda_: float = 0.1
     alpha: float | None = None
     distinct: bool = False
-    lr: float = 3e-4
+    lr: float = 1e-4
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -184,7 +215,8 @@ class TTTConfig:
     context_tokens: int | None = None
     warmup: int = 0
     proximal: float = 0.0
-    variance_gate: float | None = 0.2
+    variance_gate: float | None = 0.3
+    variance_lr: tuple[tuple[float, float], ...] | None = ((0.2, 3e-4),)
     early_stop: int | None = None
     gradient_reuse: int | None = None
     exclude: Literal["same-source", "same-domain"] | None = None
@@ -240,6 +272,8 @@ class TTTConfig:
             raise ValueError(f"proximal must be >= 0, got {self.proximal}")
         if self.variance_gate is not None and not 0 < self.variance_gate <= 1:
             raise ValueError(f"variance_gate must be in (0, 1] or None, got {self.variance_gate}")
+        if self.variance_lr is not None:
+            object.__setattr__(self, "variance_lr", parse_variance_lr(self.variance_lr))
         if self.gradient_reuse is not None and self.gradient_reuse < 2:
             raise ValueError(
                 f"gradient_reuse must be >= 2 (recompute every r-th repeat) or None, "
@@ -252,6 +286,15 @@ class TTTConfig:
                 raise ValueError(
                     "early_stop scores the known first half, so it needs query='first-half'"
                 )
+
+    def lr_for(self, variance_ratio: float | None) -> float:
+        """The learning rate of a prompt whose selection leaves σ²_n / σ²_0 =
+        ``variance_ratio`` (``variance_lr``; ``lr`` without it or without a ratio)."""
+        if self.variance_lr is not None and variance_ratio is not None:
+            for bound, lr in self.variance_lr:
+                if variance_ratio <= bound:
+                    return lr
+        return self.lr
 
     @property
     def name(self) -> str:

@@ -22,7 +22,7 @@ from siftlm.evaluation.bpb import (
     score_tokens,
     utf8_bytes,
 )
-from siftlm.training.adaptation import Adaptation, select_for_prompt
+from siftlm.training.adaptation import Adaptation, select_for_prompt, step_config
 from siftlm.training.config import BASE_METHOD, TTTConfig
 from siftlm.training.context import fit_context
 from siftlm.training.exclusive import exclusive
@@ -348,7 +348,7 @@ class TestTimeTrainer:
                 parameters,
                 windows,
                 keys,
-                self.config,
+                step_config(self.config, adaptation),
                 train_stage=lambda: self._stage(timings, "train"),
                 after_step=after_step,
             )
