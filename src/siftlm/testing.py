@@ -7,13 +7,26 @@ Everything here runs on a CPU in milliseconds.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 SPECIAL = "<|endoftext|>"
+
+# A tiny corpus of three topics: memory texts are made of each topic's phrases
+# (``topic_texts``) and the prompts reuse them, so that retrieval has something to find.
+TOPICS: dict[str, tuple[str, ...]] = {
+    "code": ("def add(a, b): return a + b", "for i in range(10): print(i)", "x = [1, 2, 3]"),
+    "law": ("The court held that the contract", "the defendant shall pay damages", "appeal"),
+    "math": ("Let x be a real number such that", "the integral of x squared is", "prime"),
+}
+PROMPTS: tuple[str, ...] = (
+    "def add(a, b): return a + b and then print(i)",
+    "The court held that the defendant shall pay damages on appeal.",
+    "Let x be a real number; the integral of x squared is prime.",
+)
 
 
 def tiny_tokenizer(texts: Sequence[str], vocab_size: int = 320):
@@ -93,3 +106,38 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def topic_texts(
+    topics: Mapping[str, Sequence[str]] = TOPICS, per_topic: int = 8
+) -> tuple[list[str], list[str]]:
+    """(texts, domains): per topic, ``per_topic`` texts "{p[i]} {p[i + 1]} (note i)."
+    of its phrases p (indices modulo their number), the topic as their domain."""
+    texts, domains = [], []
+    for domain, phrases in topics.items():
+        for i in range(per_topic):
+            first, second = phrases[i % len(phrases)], phrases[(i + 1) % len(phrases)]
+            texts.append(f"{first} {second} (note {i}).")
+            domains.append(domain)
+    return texts, domains
+
+
+def tiny_memory(
+    texts: Sequence[str],
+    domains: Sequence[str] | None = None,
+    *,
+    doc_ids: Sequence[str] | None = None,
+    tokenizer: str | None = "tiny-bpe",
+):
+    """A ``ListMemory`` over ``texts`` with :func:`ngram_embedder` (recorded as
+    "ngram-64"; ``tokenizer``: the tokenizer name its manifest records)."""
+    from siftlm.training import ListMemory
+
+    return ListMemory(
+        texts,
+        ngram_embedder(),
+        domains=domains,
+        doc_ids=doc_ids,
+        embedder="ngram-64",
+        tokenizer=tokenizer,
+    )

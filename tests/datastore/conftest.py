@@ -120,17 +120,26 @@ def make_docs():
 
 
 @pytest.fixture(scope="session")
-def built_store(tmp_path_factory, documents, tiny_tokenizer, tiny_embedder):
-    """One float32 store over ``documents`` shared by the read-only tests."""
+def build_tiny(tiny_tokenizer, tiny_embedder):
+    """``build(documents, path, **options)``: ``Datastore.build`` with the tiny tokenizer
+    and embedder and no progress bar; ``options`` are further BuildConfig fields."""
     from siftlm.datastore import Datastore
 
+    def build(documents, path, **options):
+        options = {
+            "embedder": str(tiny_embedder),
+            "tokenizer": str(tiny_tokenizer),
+            "show_progress": False,
+            **options,
+        }
+        return Datastore.build(documents, path, **options)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def built_store(tmp_path_factory, documents, build_tiny):
+    """One float32 store over ``documents`` shared by the read-only tests."""
     path = tmp_path_factory.mktemp("stores") / "tiny"
-    Datastore.build(
-        documents,
-        path,
-        embedder=str(tiny_embedder),
-        tokenizer=str(tiny_tokenizer),
-        dtype="float32",
-        show_progress=False,
-    )
+    build_tiny(documents, path, dtype="float32")
     return path

@@ -18,21 +18,10 @@ def _mapped(path: Path) -> bool:
 
 
 @pytest.mark.parametrize("spec", ["HNSW8", "IVF4,PQ4x4np", "OPQ4,IVF4,Flat"])
-def test_factory_string_store_opens_with_its_measured_recall(
-    tmp_path, make_docs, tiny_tokenizer, tiny_embedder, spec
-):
+def test_factory_string_store_opens_with_its_measured_recall(tmp_path, make_docs, build_tiny, spec):
     docs = make_docs(n_per_domain=12, words=200, seed=3)
     path = tmp_path / "store"
-    built = Datastore.build(
-        docs,
-        path,
-        embedder=str(tiny_embedder),
-        tokenizer=str(tiny_tokenizer),
-        index=spec,
-        dtype="float32",
-        recall_target=0.9,
-        show_progress=False,
-    )
+    built = build_tiny(docs, path, index=spec, dtype="float32", recall_target=0.9)
     index = built.manifest.index
     assert index["kind"] == spec
     check = index["recall_check"]
@@ -53,6 +42,9 @@ def test_factory_string_store_opens_with_its_measured_recall(
         assert result.ids.shape == (6, 5) and (result.ids >= 0).all()
         if spec == "HNSW8":  # full vectors: a stored vector finds itself
             assert (result.scores[:, 0] > 0.999).all()
+            raw_scores, raw_ids = store._index.search(queries, 5)  # not re-scored: bitwise
+            np.testing.assert_array_equal(result.scores, raw_scores)
+            np.testing.assert_array_equal(result.ids, raw_ids)
         # excluded ids never come back, and the tuned knob is kept (through OPQ too)
         banned = np.unique(result.ids)
         kept = store.search(queries, k=5, exclude=banned)

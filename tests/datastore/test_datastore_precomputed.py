@@ -47,13 +47,13 @@ def test_shipped_vectors_match_a_regenerated_sample():
     if not SHIPPED.exists():
         pytest.skip("no shipped precomputed embeddings")
     from siftlm.data import load_corpus
-    from siftlm.datastore.chunking import chunk_documents, load_tokenizer
+    from siftlm.datastore.chunking import chunk_documents, fast_tokenizer
     from siftlm.datastore.embedders import describe_spec, load_embedder
     from siftlm.datastore.ingest import SourceDocument
 
     cache = PrecomputedEmbeddings.load(SHIPPED)
     assert cache.matches(*describe_spec("all-MiniLM-L6-v2"))
-    tokenizer = load_tokenizer("models/house-small")
+    tokenizer = fast_tokenizer("models/house-small")
     assert cache.meta["max_tokens"] == tokenizer.model_max_length
     memory = load_corpus("memory")
     rng = np.random.default_rng(0)

@@ -27,31 +27,14 @@ def _same_store(a: Datastore, b: Datastore) -> None:
     assert a.manifest.embedder == b.manifest.embedder
 
 
+def _build(build_tiny, path, documents, ray: bool) -> Datastore:
+    return build_tiny(documents, path, shard_size=SHARD, dtype="float32", ray=ray)
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, documents, tiny_tokenizer, tiny_embedder):
-    path = tmp_path_factory.mktemp("local") / "store"
-    return Datastore.build(
-        documents,
-        path,
-        embedder=str(tiny_embedder),
-        tokenizer=str(tiny_tokenizer),
-        shard_size=SHARD,
-        dtype="float32",
-        show_progress=False,
-    )
-
-
-def _build(path, documents, tiny_tokenizer, tiny_embedder) -> Datastore:
-    return Datastore.build(
-        documents,
-        path,
-        embedder=str(tiny_embedder),
-        tokenizer=str(tiny_tokenizer),
-        shard_size=SHARD,
-        dtype="float32",
-        show_progress=False,
-        ray=True,
-    )
+def reference(tmp_path_factory, documents, build_tiny):
+    """The local build that every Ray build must equal (built once for the module)."""
+    return _build(build_tiny, tmp_path_factory.mktemp("local") / "store", documents, ray=False)
 
 
 def test_ray_build_equals_local_build(
@@ -71,7 +54,7 @@ def test_ray_build_equals_local_build(
 
 
 def test_ray_build_killed_part_way_resumes_and_equals_local(
-    ray_session, tmp_path, monkeypatch, documents, tiny_tokenizer, tiny_embedder, reference
+    ray_session, tmp_path, monkeypatch, documents, build_tiny, reference
 ):
     saved = []
     save = build_module._save_shard
@@ -85,11 +68,11 @@ def test_ray_build_killed_part_way_resumes_and_equals_local(
     target = tmp_path / "store"
     monkeypatch.setattr(build_module, "_save_shard", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
-        _build(target, documents, tiny_tokenizer, tiny_embedder)
+        _build(build_tiny, target, documents, ray=True)
     monkeypatch.undo()
     assert len(list(work_dir(target).glob("shard-*.npz"))) == 2 and not target.exists()
 
-    store = _build(target, documents, tiny_tokenizer, tiny_embedder)
+    store = _build(build_tiny, target, documents, ray=True)
     build = store.manifest.build
     assert build["chunks_reused"] == sum(saved)
     assert build["chunks_embedded"] == len(store) - sum(saved)

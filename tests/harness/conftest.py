@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from siftlm.training import ListMemory
-from siftlm.training.tiny import (
-    ngram_embedder,
-    single_thread,
-    tiny_gpt2,
-    tiny_tokenizer,
-)
+from siftlm.testing import single_thread, tiny_gpt2, tiny_memory, tiny_tokenizer, topic_texts
 
 PHRASES = {
     "math": ["Let x be a real number such that", "the integral of x squared is", "prime"],
     "legal": ["The court held that the contract", "the defendant shall pay damages", "appeal"],
 }
-
-
-def _memory_texts() -> tuple[list[str], list[str]]:
-    texts, domains = [], []
-    for domain, phrases in PHRASES.items():
-        for i in range(8):
-            texts.append(f"{phrases[i % 3]} {phrases[(i + 1) % 3]} (note {i}).")
-            domains.append(domain)
-    return texts, domains
-
-
-MEMORY_TEXTS, MEMORY_DOMAINS = _memory_texts()
+MEMORY_TEXTS, MEMORY_DOMAINS = topic_texts(PHRASES)
 
 
 def corpus_documents() -> list[dict[str, str]]:
@@ -62,14 +45,8 @@ def tokenizer():
 
 @pytest.fixture()
 def memory():
-    return ListMemory(
-        MEMORY_TEXTS,
-        ngram_embedder(),
-        domains=MEMORY_DOMAINS,
-        doc_ids=[f"{domain}/m{i:03d}" for i, domain in enumerate(MEMORY_DOMAINS)],
-        embedder="ngram-64",
-        tokenizer="tiny-bpe",
-    )
+    doc_ids = [f"{domain}/m{i:03d}" for i, domain in enumerate(MEMORY_DOMAINS)]
+    return tiny_memory(MEMORY_TEXTS, MEMORY_DOMAINS, doc_ids=doc_ids)
 
 
 @pytest.fixture()

@@ -18,6 +18,7 @@ from siftlm.models.pretrain import (
     CHECKPOINT,
     BlockSampler,
     PretrainConfig,
+    check_same_run,
     lr_at,
     progress_of,
 )
@@ -106,6 +107,19 @@ def test_resume_after_sigkill_ends_at_the_same_weights(tmp_path, tiny_tokenizer_
         assert torch.equal(expected[name], actual[name]), name
     val = [line for line in resumed.stdout.splitlines() if "validation bpb" in line]
     assert val and math.isfinite(float(val[-1].split("bpb")[1].split()[0]))
+
+
+def test_checkpoint_of_another_run_is_named_field_by_field():
+    import dataclasses
+
+    config = PretrainConfig(out="x", max_tokens=1000, seed=7)
+    saved = dataclasses.asdict(config)
+    check_same_run(saved, config)  # the same run: resumable
+    check_same_run({**saved, "out": "elsewhere"}, config)  # operational fields may differ
+    with pytest.raises(
+        ValueError, match=r"x holds a checkpoint of a different run \(seed: 8 -> 7\)"
+    ):
+        check_same_run({**saved, "seed": 8}, config)
 
 
 def test_resume_refuses_a_different_run(tmp_path, tiny_tokenizer_dir, tiny_jsonl):

@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 from serve_kit import CONFIG, DOMAINS, KEY, MODEL, PROMPTS, TEXTS, LiveServer
 
-from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig
-from siftlm.training.tiny import ngram_embedder, tiny_gpt2, tiny_tokenizer
+from siftlm.testing import tiny_gpt2, tiny_memory, tiny_tokenizer
+from siftlm.training import TestTimeTrainer, TTTConfig
 
 # Without the 'serve' extra these tests are not collected.
 SERVE_EXTRA = ("fastapi", "uvicorn", "prometheus_client", "openai", "httpx")
@@ -22,7 +22,7 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def memory():
-    return ListMemory(TEXTS, ngram_embedder(), domains=DOMAINS, embedder="ngram-64")
+    return tiny_memory(TEXTS, DOMAINS, tokenizer=None)
 
 
 @pytest.fixture()

@@ -6,24 +6,12 @@ import socket
 import threading
 import time
 
+from siftlm import testing
+from siftlm.testing import topic_texts
 from siftlm.training import TTTConfig
 
-TOPICS = {
-    "code": ["def add(a, b): return a + b", "for i in range(10): print(i)", "x = [1, 2, 3]"],
-    "law": ["The court held that the contract", "the defendant shall pay damages", "appeal"],
-    "math": ["Let x be a real number such that", "the integral of x squared is", "prime"],
-}
-TEXTS = [
-    f"{phrases[i % 3]} {phrases[(i + 1) % 3]} (note {i})."
-    for phrases in TOPICS.values()
-    for i in range(8)
-]
-DOMAINS = [domain for domain in TOPICS for _ in range(8)]
-PROMPTS = [
-    "def add(a, b): return a + b and then print(i)",
-    "The court held that the defendant shall pay damages on appeal.",
-    "Let x be a real number; the integral of x squared is prime.",
-]
+TEXTS, DOMAINS = topic_texts()  # the tiny corpus of the training tests
+PROMPTS = list(testing.PROMPTS)
 MODEL = "tiny"
 KEY = "test-key"
 CONFIG = TTTConfig(n=4, k=12, lr=1e-3, variance_gate=None)  # always trains

@@ -6,35 +6,15 @@ import pytest
 import torch
 
 from siftlm.testing import (
-    ngram_embedder,
+    PROMPTS,
     tiny_gpt2,
     tiny_llama,
+    tiny_memory,
     tiny_tokenizer,
+    topic_texts,
 )
-from siftlm.training import ListMemory
 
-TOPICS = {
-    "code": ["def add(a, b): return a + b", "for i in range(10): print(i)", "x = [1, 2, 3]"],
-    "law": ["The court held that the contract", "the defendant shall pay damages", "appeal"],
-    "math": ["Let x be a real number such that", "the integral of x squared is", "prime"],
-}
-
-
-def _memory_texts() -> tuple[list[str], list[str]]:
-    texts, domains = [], []
-    for domain, phrases in TOPICS.items():
-        for i in range(8):
-            texts.append(f"{phrases[i % 3]} {phrases[(i + 1) % 3]} (note {i}).")
-            domains.append(domain)
-    return texts, domains
-
-
-MEMORY_TEXTS, MEMORY_DOMAINS = _memory_texts()
-PROMPTS = [
-    "def add(a, b): return a + b and then print(i)",
-    "The court held that the defendant shall pay damages on appeal.",
-    "Let x be a real number; the integral of x squared is prime.",
-]
+MEMORY_TEXTS, MEMORY_DOMAINS = topic_texts()
 
 
 @pytest.fixture()
@@ -53,18 +33,12 @@ def memory_documents() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    return tiny_tokenizer(MEMORY_TEXTS + PROMPTS)
+    return tiny_tokenizer(MEMORY_TEXTS + list(PROMPTS))
 
 
 @pytest.fixture()
 def memory():
-    return ListMemory(
-        MEMORY_TEXTS,
-        ngram_embedder(),
-        domains=MEMORY_DOMAINS,
-        embedder="ngram-64",
-        tokenizer="tiny-bpe",
-    )
+    return tiny_memory(MEMORY_TEXTS, MEMORY_DOMAINS)
 
 
 @pytest.fixture(params=["gpt2", "llama"])

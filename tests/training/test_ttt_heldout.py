@@ -3,15 +3,19 @@ queries that score only the second half."""
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from siftlm.evaluation.bpb import encode, prefix_token_id, rolling_windows, utf8_bytes
-from siftlm.training import ListMemory, TestTimeTrainer, TTTConfig
-from siftlm.training.heldout import Exclusions, first_half, source_unit
-from siftlm.training.tiny import ngram_embedder
+from siftlm.testing import tiny_gpt2, tiny_memory
+from siftlm.training import TestTimeTrainer, TTTConfig
+from siftlm.training.heldout import Exclusions, exclusions_for, first_half, source_unit
 
 METHODS = ["sift", "nn", "nn-f", "us", "random", "mmr"]
 
@@ -21,14 +25,7 @@ def sourced_memory(memory):
     """The memory with corpus-style ids: every domain's texts come from two source files
     (``<domain>/a#<part>`` and ``<domain>/b#<part>``)."""
     doc_ids = [f"{domain}/{'ab'[i % 2]}#{i}" for i, domain in enumerate(memory.domains)]
-    return ListMemory(
-        memory.texts,
-        ngram_embedder(),
-        domains=memory.domains,
-        doc_ids=doc_ids,
-        embedder="ngram-64",
-        tokenizer="tiny-bpe",
-    )
+    return tiny_memory(memory.texts, memory.domains, doc_ids=doc_ids)
 
 
 def test_source_unit_drops_the_part():
@@ -75,6 +72,38 @@ def test_exclusion_needs_the_documents_identity(make_model, tokenizer, sourced_m
         trainer.evaluate(prompts[0], domain="code")
     with pytest.raises(ValueError, match="no document to hold out"):
         trainer.generate(prompts[0], max_new_tokens=2)
+
+
+def test_trainers_over_one_memory_share_its_exclusions(tokenizer, sourced_memory, prompts):
+    config = TTTConfig(method="sift", n=3, k=8, lr=1e-3, exclude="same-source", variance_gate=None)
+
+    def model():
+        return tiny_gpt2(tokenizer, n_positions=64, seed=0)
+
+    document = {"doc_id": "code/a#99", "domain": "code"}
+    first = TestTimeTrainer(model(), tokenizer, sourced_memory, config)
+    second = TestTimeTrainer(model(), tokenizer, sourced_memory, replace(config, method="nn"))
+    shared = first.evaluate(prompts[0], **document)
+    second.evaluate(prompts[0], **document)
+    assert first._exclusions is second._exclusions is exclusions_for(sourced_memory)
+    # the same result as with an Exclusions of its own (the code before the cache)
+    alone = TestTimeTrainer(model(), tokenizer, sourced_memory, config)
+    alone._exclusions = Exclusions(sourced_memory)
+    own = alone.evaluate(prompts[0], **document)
+    assert own.selected_ids == shared.selected_ids and own.nll_nats == shared.nll_nats
+    for mode, key in [("same-source", "code/b#1"), ("same-domain", None)]:
+        cached = exclusions_for(sourced_memory).ids(mode, key, "law")
+        np.testing.assert_array_equal(cached, Exclusions(sourced_memory).ids(mode, key, "law"))
+
+
+def test_exclusions_cache_is_per_memory_and_lets_it_go(memory, sourced_memory):
+    assert exclusions_for(memory) is not exclusions_for(sourced_memory)
+    other = tiny_memory(memory.texts, memory.domains)
+    exclusions_for(other)
+    gone = weakref.ref(other)
+    del other
+    gc.collect()
+    assert gone() is None  # the cache does not keep a memory alive
 
 
 def test_exclusions_need_per_sequence_metadata():

@@ -36,7 +36,7 @@ from siftlm.datastore.chunking import (
     Chunk,
     chunk_documents,
     default_max_tokens,
-    load_tokenizer,
+    fast_tokenizer,
     tokenizer_checksum,
     tokenizer_name,
 )
@@ -85,7 +85,7 @@ def build_store(
     started = time.perf_counter()
     with _lock(target):
         check_replaceable(target)  # under the lock: another build may have written it
-        tok = load_tokenizer(config.tokenizer)
+        tok = fast_tokenizer(config.tokenizer)
         limit = config.max_tokens if config.max_tokens is not None else default_max_tokens(tok)
         documents, chunks, timings = _read_and_chunk(source, tok, limit, config)
         precomputed = config.precomputed

@@ -34,10 +34,13 @@ class Chunk(NamedTuple):
     n_tokens: int
 
 
-def load_tokenizer(spec: Any = DEFAULT_TOKENIZER):
-    """A fast (Rust) tokenizer from an object, or from a name or folder by the rules of
-    ``siftlm.models.load_tokenizer`` (house names; relative folders also from the
-    project root, so that ``models/house-small`` works from anywhere inside a checkout).
+def fast_tokenizer(spec: Any = DEFAULT_TOKENIZER):
+    """The fast (Rust) tokenizer that chunking needs (for its offsets), from an object,
+    or from a folder (relative ones also from the project root, so that
+    ``models/house-small`` works from anywhere inside a checkout) or a hub name.
+
+    Not :func:`siftlm.models.load_tokenizer`, which loads a language model's tokenizer
+    by model name (house names, a pad token added) and does not take objects.
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -196,3 +199,16 @@ def _chunk_exact(
         counts.append(count)
         first = end_token
     return pieces, counts
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_tokenizer":  # its name until the rename (one meaning per name)
+        import warnings
+
+        warnings.warn(
+            "siftlm.datastore.chunking.load_tokenizer is now fast_tokenizer",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return fast_tokenizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -138,6 +138,27 @@ def _hnsw(index):
             return None
 
 
+def is_lossy(index) -> bool:
+    """Whether ``index`` scores candidates from compressed codes (PQ, SQ, OPQ/PCA
+    transforms, ...) rather than from the full float32 vectors.
+
+    Exact scorers: flat, IVF-flat, HNSW/NSG over flat storage, a refine stage over a
+    flat index (``...,RFlat``), an ID map over any of these. Anything else counts as
+    lossy: re-scoring its candidates exactly is always correct, at worst unneeded.
+    """
+    faiss = _faiss()
+    index = faiss.downcast_index(index)  # the caller keeps the owning object alive
+    if isinstance(index, (faiss.IndexFlat, faiss.IndexIVFFlat)):
+        return False
+    if isinstance(index, (faiss.IndexHNSW, faiss.IndexNSG)):
+        return is_lossy(index.storage)
+    if isinstance(index, faiss.IndexRefine):
+        return is_lossy(index.refine_index)
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        return is_lossy(index.index)
+    return True
+
+
 def search_knob(index) -> Knob | None:
     """The search parameter of ``index`` (None for an exact or knob-less index)."""
     ivf = _ivf(index)

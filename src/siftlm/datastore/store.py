@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from siftlm.datastore.embedders import Embedder, describe_spec, load_embedder
+from siftlm.datastore.factory import is_lossy
 from siftlm.datastore.layout import (  # noqa: F401 - re-exported: their historical home
     CHUNKS_FILE,
     DATA_FILES,
@@ -43,8 +44,12 @@ class SearchResult:
     """Top-k neighbours per query, rows in query order, columns by decreasing score.
 
     ids: (B, k) int64 chunk ids; scores: (B, k) float32 inner products (cosines);
-    embeddings: (B, k, d) float32 stored vectors of the neighbours; texts, domains,
-    doc_ids: B lists of k strings.
+    embeddings: (B, k, d) float32 stored vectors of the neighbours (never an index's
+    compressed reconstruction); texts, domains, doc_ids: B lists of k strings.
+
+    Scores are exact for every index: a lossy index's (PQ, SQ, ...) candidates are
+    re-scored, scores[b, j] = <embeddings[b, j], query_b>, and re-sorted (ties: lower
+    id first); which k are found (the recall) is still the index's.
     """
 
     ids: np.ndarray
@@ -67,6 +72,25 @@ def _search(index, queries: np.ndarray, k: int, selector=None) -> tuple[np.ndarr
     from siftlm.datastore.factory import search_parameters  # also through OPQ/PCA wrappers
 
     return index.search(queries, k, params=search_parameters(index, selector))
+
+
+def _rescore(
+    queries: np.ndarray, ids: np.ndarray, embeddings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact scores of the candidates, best first.
+
+    queries: (B, d); ids: (B, k); embeddings: (B, k, d) their stored vectors. Returns
+    (ids, scores, embeddings) re-ordered by decreasing score = <embedding, query>
+    (accumulated in float64, returned as float32; ties: the lower id first).
+    """
+    exact = np.einsum("bkd,bd->bk", embeddings.astype(np.float64), queries.astype(np.float64))
+    scores = exact.astype(np.float32)
+    order = np.lexsort((ids, -scores))  # per row
+    return (
+        np.take_along_axis(ids, order, 1),
+        np.take_along_axis(scores, order, 1),
+        np.take_along_axis(embeddings, order[:, :, None], 1),
+    )
 
 
 def check_embedder(manifest: Manifest, embedder: str | Embedder, where: str) -> None:
@@ -104,6 +128,7 @@ class Datastore:
         self._domains = table.column("domain")
         self._doc_ids = table.column("doc_id")
         self._exact = None  # a flat index, made on demand if an approximate one falls short
+        self._lossy = is_lossy(index)  # PQ/SQ/...: candidates are re-scored exactly
         self._doc_id_list: list[str] | None = None
         self._domain_list: list[str] | None = None
 
@@ -268,7 +293,7 @@ class Datastore:
             rows = np.flatnonzero(missing.any(axis=1))
             exact_scores, exact_ids = _search(self._exact_index(), queries[rows], k, selector)
             scores[rows], ids[rows] = exact_scores, exact_ids
-        return self._result(ids.astype(np.int64), scores.astype(np.float32))
+        return self._result(ids.astype(np.int64), scores.astype(np.float32), queries)
 
     def _selector(self, exclude: Sequence[int] | None, k: int):
         """A Faiss selector that rejects the ``exclude`` ids (None: no exclusion)."""
@@ -285,13 +310,14 @@ class Datastore:
 
         return faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded))
 
-    def _result(self, ids: np.ndarray, scores: np.ndarray) -> SearchResult:
+    def _result(self, ids: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> SearchResult:
         import pyarrow as pa
 
         batch, k = ids.shape
-        flat = ids.ravel()
-        taken = pa.array(flat)
-        embeddings = np.asarray(self._embeddings[flat], dtype=np.float32).reshape(batch, k, -1)
+        embeddings = np.asarray(self._embeddings[ids.ravel()], np.float32).reshape(batch, k, -1)
+        if self._lossy:
+            ids, scores, embeddings = _rescore(queries, ids, embeddings)
+        taken = pa.array(ids.ravel())
 
         def rows(column) -> list[list[str]]:
             values = column.take(taken).to_pylist()

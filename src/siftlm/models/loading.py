@@ -1,7 +1,8 @@
 """Resolve a model name or path and load it with the standard Hugging Face classes.
 
 One set of rules for every model and tokenizer siftlm loads by name (``load_model``,
-``load_tokenizer``; the datastore's chunking uses the same): a house model name
+``load_tokenizer``; the datastore's chunking, ``siftlm.datastore.chunking.fast_tokenizer``,
+resolves folders the same way): a house model name
 (``house-small``), a local folder (relative ones also from the project root), or a hub
 name. A hub name that is not in the local cache fails at once, without network retries,
 when ``HF_HUB_OFFLINE`` is set or the hub cannot be reached; a name close to a house

@@ -166,7 +166,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def check_resumable(saved: dict[str, Any], config: PretrainConfig) -> None:
+def check_same_run(saved: dict[str, Any], config: PretrainConfig) -> None:
+    """Raise if a checkpoint's ``saved`` configuration differs from ``config`` in a field
+    that changes the result (``OPERATIONAL_FIELDS`` may differ), naming each."""
     current = dataclasses.asdict(config)
     current["betas"] = list(current["betas"])
     saved = dict(saved, betas=list(saved["betas"]))
@@ -249,7 +251,7 @@ class _Run:
         if not self.checkpoint_path.is_file():
             return
         state = torch.load(self.checkpoint_path, weights_only=False)
-        check_resumable(state["config"], self.config)
+        check_same_run(state["config"], self.config)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])

@@ -11,11 +11,15 @@ part of it is the query.
   test time), and only the second half is scored.
 
 Exclusion happens at search time (``MemoryLike.search(..., exclude=ids)``); stores are
-never rebuilt. ``Exclusions`` computes the id sets once per memory.
+never rebuilt. ``Exclusions`` computes the id sets of a memory; ``exclusions_for`` keeps
+one per memory object, so that the trainers of several methods over one datastore (a
+bench) group its ids once.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -62,6 +66,25 @@ class Exclusions:
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+# one Exclusions per live memory object (dropped with it); the lock makes concurrent
+# trainers (the server's threads) build it once
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def exclusions_for(memory: Any) -> Exclusions:
+    """The ``Exclusions`` of ``memory``, made on first use and shared by every caller
+    while ``memory`` lives. A memory's ``doc_ids`` and ``domains`` must not change after
+    that (stores and ``ListMemory`` never change them). A memory that cannot be weakly
+    referenced or hashed gets a fresh, uncached ``Exclusions``."""
+    with _CACHE_LOCK:
+        try:
+            found = _CACHE.get(memory)
+        except TypeError:  # not weakly referenceable, or not hashable
+            return Exclusions(memory)
+        if found is None:
+            found = _CACHE[memory] = Exclusions(memory)
+        return found
 
 
 def _group(keys) -> dict[str, np.ndarray]:

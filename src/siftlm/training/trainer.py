@@ -26,7 +26,7 @@ from siftlm.training.adaptation import Adaptation, select_for_prompt, step_confi
 from siftlm.training.config import BASE_METHOD, TTTConfig
 from siftlm.training.context import fit_context
 from siftlm.training.exclusive import exclusive
-from siftlm.training.heldout import Exclusions, first_half
+from siftlm.training.heldout import Exclusions, exclusions_for, first_half
 from siftlm.training.loop import EarlyStop, run_steps, selected_windows
 from siftlm.training.memory import MemoryLike, check_memory
 from siftlm.training.results import DocumentResult, GenerationResult, Timings
@@ -152,7 +152,7 @@ class TestTimeTrainer:
         if self.config.exclude is None or self.config.method == BASE_METHOD:
             return None
         if self._exclusions is None:
-            self._exclusions = Exclusions(self.memory)
+            self._exclusions = exclusions_for(self.memory)  # shared per memory
         return self._exclusions.ids(self.config.exclude, doc_id, domain)
 
     def evaluate(
