@@ -57,3 +57,15 @@ def test_bad_option_value_is_one_clear_error(capsys):
 def test_missing_results_folder(argv, capsys):
     assert main(argv) == 2
     assert "no results at" in capsys.readouterr().err
+
+
+def test_query_vector_flags_reach_the_configuration():
+    args = build_parser().parse_args(["bench", "--query-vectors", "chunks", "--max-targets", "4"])
+    config = from_arguments(args)
+    assert (config.query_vectors, config.max_targets, config.target_tokens) == ("chunks", 4, None)
+    assert config.ttt_config("sift").max_targets == 4
+    assert from_arguments(build_parser().parse_args(["bench"])).query_vectors == "one"
+    with pytest.raises(ValueError, match="unknown query_vectors"):
+        BenchConfig(query_vectors="all")
+    with pytest.raises(ValueError, match="needs query_vectors='chunks'"):
+        BenchConfig(max_targets=2)

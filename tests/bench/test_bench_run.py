@@ -244,3 +244,33 @@ def test_held_out_protocols_are_recorded(tmp_path, setup):
         assert all(memory.domains[i] != result.domain for i in result.selected_ids)
     with pytest.raises(ValueError, match="another configuration"):
         run(config(tmp_path, exclude="same-source", query="first-half"), setup)
+
+
+def test_query_vectors_are_recorded_and_used(tmp_path, setup):
+    model, tokenizer, memory, tests = setup
+    chunked = ListMemory(
+        memory.texts,
+        ngram_embedder(dim=32),
+        domains=memory.domains,
+        doc_ids=memory.doc_ids,
+        max_tokens=64,
+    )
+    cfg = config(tmp_path, methods=("nn", "sift"), query_vectors="chunks", target_tokens=8)
+    out = run_bench(cfg, model=model, tokenizer=tokenizer, store=chunked, documents=tests)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["query_vectors"] == "chunks" and saved["target_tokens"] == 8
+    assert saved["max_targets"] is None
+    assert saved["ttt"]["sift"]["query_vectors"] == "chunks"
+    results = load_results(out)
+    assert all(r.n_targets > 1 for r in results["sift"] + results["nn"])
+    with pytest.raises(ValueError, match="another configuration"):
+        run_bench(
+            config(tmp_path, methods=("nn", "sift"), query_vectors="chunks", target_tokens=16),
+            model=model,
+            tokenizer=tokenizer,
+            store=chunked,
+            documents=tests,
+        )
+    default = run(config(tmp_path / "default"), setup)
+    assert json.loads((default / "config.json").read_text())["query_vectors"] == "one"
+    assert all(r.n_targets is None for r in load_results(default)["sift"])

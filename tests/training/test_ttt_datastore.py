@@ -81,3 +81,18 @@ def test_a_datastore_of_another_tokenizer_or_embedder(store_and_tokenizer, promp
             store,
             TTTConfig(variance_gate=None, n=3, k=len(store) + 1),
         )
+
+
+def test_chunk_targets_on_a_datastore_use_its_chunk_length(store_and_tokenizer, prompts):
+    from siftlm.datastore.chunking import count_tokens
+    from siftlm.training.targets import split_query
+
+    store, tokenizer = store_and_tokenizer
+    text = " ".join(prompts * 2)
+    pieces = split_query(text, tokenizer, 32)
+    assert len(pieces) > 1 and max(count_tokens(tokenizer, pieces)) <= 32
+    config = TTTConfig(n=3, k=8, variance_gate=None, query_vectors="chunks", exclude="same-domain")
+    trainer = TestTimeTrainer(tiny_gpt2(tokenizer), tokenizer, store, config)
+    result = trainer.evaluate(text, doc_id="p", domain="law")
+    assert result.n_targets == len(pieces)  # the manifest's max_tokens: 32
+    assert result.steps == 3 and all(store.domain(i) != "law" for i in result.selected_ids)

@@ -39,6 +39,11 @@ def ablated_memory(config: BenchConfig, store: Any, documents: list, tokenizer: 
     if config.memory_fraction < 1:
         memory = MemorySubset(memory, config.memory_fraction, seed=config.seed)
     if config.duplicates > 0:
+        if config.query_vectors != "one":
+            raise ValueError(
+                "--duplicates makes copies for one-vector queries' candidates only: use "
+                "--query-vectors one"
+            )
         memory = DuplicatedMemory(
             memory,
             config.duplicates,

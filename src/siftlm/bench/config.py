@@ -127,6 +127,27 @@ class BenchConfig:
             " half of its tokens, score the second half)"
         },
     )
+    query_vectors: str = field(
+        default=_TTT.query_vectors,
+        metadata={
+            "help": "one (embed the query text as one vector, cut to the embedder's limit) or"
+            " chunks (embed each of its memory-length chunks: a multi-vector query; see"
+            " TTTConfig)"
+        },
+    )
+    target_tokens: int | None = field(
+        default=_TTT.target_tokens,
+        metadata={
+            "help": "chunks only: LM tokens per query chunk (none: the datastore's chunk length)"
+        },
+    )
+    max_targets: int | None = field(
+        default=_TTT.max_targets,
+        metadata={
+            "help": "chunks only: at most this many query chunks, evenly spaced (1: the first;"
+            " none: all)"
+        },
+    )
     memory_fraction: float = field(
         default=1.0,
         metadata={
@@ -228,6 +249,9 @@ class BenchConfig:
             gradient_reuse=self.gradient_reuse,
             exclude=self.exclude,
             query=self.query,
+            query_vectors=self.query_vectors,
+            target_tokens=self.target_tokens,
+            max_targets=self.max_targets,
             optimizer=self.optimizer,
             finetune=self.finetune,
             max_length=self.max_length,

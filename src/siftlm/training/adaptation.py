@@ -13,6 +13,7 @@ from siftlm.evaluation.bpb import encode
 from siftlm.training.config import TTTConfig
 from siftlm.training.memory import MemoryLike
 from siftlm.training.results import MemoryItem, Timings
+from siftlm.training.targets import embed_targets, retrieve
 
 
 @dataclass
@@ -20,7 +21,8 @@ class Adaptation:
     """What ``adapt`` did for one prompt (``steps`` and ``timings`` fill in as it goes).
 
     ``memory`` and ``tokens``: the selected sequences in selection order (a sequence
-    picked twice appears twice), with their token ids.
+    picked twice appears twice), with their token ids. Variances: per target (the mean
+    over the ``n_targets`` targets of a multi-vector query; ``siftlm.training.targets``).
     """
 
     method: str
@@ -33,6 +35,7 @@ class Adaptation:
     gated: bool = False  # selected, but not trained on (``variance_gate``)
     kept_steps: int | None = None  # early stop: the steps whose weights were kept
     passes: int = 0  # forward and backward passes (fewer than steps with gradient reuse)
+    n_targets: int | None = None  # query_vectors="chunks": the prompt's m target vectors
     timings: Timings = field(default_factory=Timings)
 
 
@@ -56,15 +59,17 @@ def select_for_prompt(
     adaptation = Adaptation(method=config.name)
     timings = adaptation.timings
     with stage(timings, "embed"):
-        query = np.asarray(memory.embed([prompt]), dtype=np.float32)
+        if config.query_vectors == "one":
+            query = np.asarray(memory.embed([prompt]), dtype=np.float32)
+        else:  # (m, d): one target per chunk of the prompt
+            query = embed_targets(prompt, memory, tokenizer, config)
+            adaptation.n_targets = len(query)
     with stage(timings, "search"):
-        if exclude is None:
-            hits = memory.search(query, config.k)
-        else:
-            hits = memory.search(query, config.k, exclude=exclude)
+        hits = retrieve(memory, query, config.k, exclude)
     with stage(timings, "select"):
+        m = len(query)  # variances are reported per target: Σ_j σ²(q_j) / m
         selection = select(
-            query[0],
+            query[0] if m == 1 else query[None],
             np.asarray(hits.embeddings[0], dtype=np.float32),
             config.n,
             method=config.method,
@@ -73,11 +78,12 @@ def select_for_prompt(
             distinct=config.distinct,
             seed=config.seed,
         )
-        n_used = int(selection.steps)  # adaptive SIFT stops early
-        positions = [int(i) for i in _as_list(selection.indices)[:n_used]]
-        adaptation.variances = tuple(float(v) for v in _as_list(selection.variances)[:n_used])
+        indices, variances, prior, steps = _first_prompt(selection, batched=m > 1)
+        n_used = int(steps)  # adaptive SIFT stops early
+        positions = [int(i) for i in _as_list(indices)[:n_used]]
+        adaptation.variances = tuple(float(v) / m for v in _as_list(variances)[:n_used])
     adaptation.memory = _items(hits, positions)
-    adaptation.prior_variance = float(selection.prior_variances)
+    adaptation.prior_variance = float(prior) / m
     adaptation.posterior_variance = (
         adaptation.variances[-1] if adaptation.variances else adaptation.prior_variance
     )
@@ -85,6 +91,13 @@ def select_for_prompt(
     with stage(timings, "train" if config.trains else "evaluate"):
         adaptation.tokens = [encode(tokenizer, item.text) for item in adaptation.memory]
     return adaptation
+
+
+def _first_prompt(selection, batched: bool) -> tuple:
+    """(indices, variances, prior_variances, steps) of the first prompt of ``selection``
+    (of its only prompt when not ``batched``)."""
+    fields = (selection.indices, selection.variances, selection.prior_variances, selection.steps)
+    return tuple(np.asarray(values[0] if batched else values) for values in fields)
 
 
 def _items(hits, positions: list[int]) -> tuple[MemoryItem, ...]:

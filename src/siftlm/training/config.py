@@ -27,6 +27,8 @@ ADAPTIVE_ALPHA = 0.02
 # held-out protocols (siftlm.training.heldout)
 EXCLUDE_MODES: tuple[str, ...] = ("same-source", "same-domain")
 QUERY_MODES: tuple[str, ...] = ("document", "first-half")
+# how the query text becomes target vectors (siftlm.training.targets)
+QUERY_VECTORS: tuple[str, ...] = ("one", "chunks")
 
 
 def selection_methods() -> tuple[str, ...]:
@@ -193,6 +195,22 @@ class TTTConfig:
     ``doc_id``/``domain`` of ``evaluate``; ``query="first-half"`` adapts to the first half
     of the document's tokens and scores only the second half.
 
+    Query vectors (``siftlm.training.targets``): ``query_vectors="one"`` embeds the query
+    text (the document, or its first half) as one vector x* (d,), which the embedder cuts
+    to its own input limit (all-MiniLM-L6-v2: the first 256 wordpieces). ``"chunks"`` cuts
+    it into consecutive pieces of at most ``target_tokens`` LM tokens (None: the memory's
+    chunk length, its manifest's ``chunking.max_tokens``) as the datastore cuts documents,
+    keeps ``max_targets`` of them evenly spaced (None: all; 1: the first piece), and embeds
+    each: m targets Q (m, d). Each target retrieves ``k`` (exclusions hold for each); the
+    candidates are the ``k`` distinct sequences of that union with the largest
+    max_j cos(x, q_j), i.e. the memory's k nearest sequences to the set of targets. The
+    selection gets the (1, m, d) query: SIFT minimises Σ_j σ²_n(q_j) (nn, mmr and hull use
+    the targets' mean). The reported ``prior_variance``, ``posterior_variance`` and
+    ``variances`` are then means over the targets, Σ_j σ²(q_j) / m, so ``variance_gate``
+    and ``variance_lr`` read Σ_j σ²_n(q_j) / Σ_j σ²_0(q_j) (bounds chosen for one vector
+    need not suit this ratio). A query of one piece (m = 1) is selected for
+    exactly as with "one" (the piece is the whole query text).
+
     ``max_length``: the context length in tokens (None: the model's maximum positions).
     ``seed``: the random state at the start of every prompt, so that a prompt's result
     does not depend on which prompts came before (the caller's random state is kept).
@@ -221,6 +239,9 @@ class TTTConfig:
     gradient_reuse: int | None = None
     exclude: Literal["same-source", "same-domain"] | None = None
     query: Literal["document", "first-half"] = "document"
+    query_vectors: Literal["one", "chunks"] = "one"
+    target_tokens: int | None = None
+    max_targets: int | None = None
     max_length: int | None = None
     seed: int = 0
 
@@ -266,6 +287,15 @@ class TTTConfig:
         if self.exclude is not None:
             _check_choice("exclude", self.exclude, EXCLUDE_MODES)
         _check_choice("query", self.query, QUERY_MODES)
+        _check_choice("query_vectors", self.query_vectors, QUERY_VECTORS)
+        for name in ("target_tokens", "max_targets"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+            if value is not None and self.query_vectors != "chunks":
+                raise ValueError(
+                    f"{name} cuts the query into targets: it needs query_vectors='chunks'"
+                )
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0 steps, got {self.warmup}")
         if self.proximal < 0:

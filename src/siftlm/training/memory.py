@@ -128,8 +128,11 @@ class ListMemory:
         doc_ids: Sequence[str] | None = None,
         embedder: str = "custom",
         tokenizer: str | None = None,
+        max_tokens: int | None = None,
     ) -> None:
-        """``embedder``, ``tokenizer``: the names recorded in the manifest."""
+        """``embedder``, ``tokenizer``: the names recorded in the manifest; ``max_tokens``:
+        the texts' chunk length in tokens, recorded as ``manifest["chunking"]`` (used by
+        ``query_vectors="chunks"``; None: not recorded)."""
         if not texts:
             raise ValueError("ListMemory needs at least one text")
         self.texts = list(texts)
@@ -142,6 +145,8 @@ class ListMemory:
             "embedder": {"name": embedder},
             "tokenizer": {"name": tokenizer} if tokenizer is not None else {},
         }
+        if max_tokens is not None:
+            self.manifest["chunking"] = {"max_tokens": int(max_tokens)}
         self.embeddings = self.embed(self.texts)
 
     def __len__(self) -> int:

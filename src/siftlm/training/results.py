@@ -64,8 +64,11 @@ class DocumentResult:
     document at the steps ``curve_steps`` (0: before training; when asked for).
     ``kept_steps``: with ``early_stop``, the step whose weights were kept when they were
     not the last step's (else None). ``passes``: forward and backward passes of training
-    (fewer than ``steps`` with ``gradient_reuse``; None when nothing trained). Under ``query="first-half"`` ``nll_nats``,
-    ``n_tokens`` and ``n_bytes`` are those of the second half.
+    (fewer than ``steps`` with ``gradient_reuse``; None when nothing trained).
+    ``n_targets``: with ``query_vectors="chunks"``, the query's m target vectors (its
+    variances are then means over them); None with one query vector. Under
+    ``query="first-half"`` ``nll_nats``, ``n_tokens`` and ``n_bytes`` are those of the
+    second half.
     """
 
     doc_id: str | None
@@ -86,6 +89,7 @@ class DocumentResult:
     variances: tuple[float, ...] | None = None
     kept_steps: int | None = None
     passes: int | None = None
+    n_targets: int | None = None
 
     def __post_init__(self) -> None:
         if self.curve is not None and self.curve_steps is None:  # one point per step

@@ -208,6 +208,7 @@ class TestTimeTrainer:
             variances=adaptation.variances or None,
             kept_steps=adaptation.kept_steps,
             passes=adaptation.passes if adaptation.steps else None,
+            n_targets=adaptation.n_targets,
         )
 
     def _query(self, text: str, tokens: list[int], query: str | None) -> tuple[int, int, str]:
