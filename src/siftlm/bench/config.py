@@ -148,6 +148,27 @@ class BenchConfig:
             " none: all)"
         },
     )
+    memory_fraction: float = field(
+        default=1.0,
+        metadata={
+            "help": "ablation: search only this fraction of the memory, a fixed random subset"
+            " drawn with --seed (nested: the 1/4 subset is part of the 1/2 one; 1: all)"
+        },
+    )
+    duplicates: float = field(
+        default=0.0,
+        metadata={
+            "help": "ablation: inject into the memory a copy of each sequence with this"
+            " probability (0: none; only copies the documents can retrieve are made)"
+        },
+    )
+    duplicate_kind: str = field(
+        default="exact",
+        metadata={
+            "help": "exact copies, or near copies (a tenth of the words replaced; embedded"
+            " once and cached in --out)"
+        },
+    )
     optimizer: str = field(default=_TTT.optimizer, metadata={"help": "adam, adamw or sgd"})
     finetune: str = field(default=_TTT.finetune, metadata={"help": "full or lora"})
     curve_methods: tuple[str, ...] = field(
@@ -190,6 +211,7 @@ class BenchConfig:
             raise ValueError(f"docs_per_domain must be >= 1, got {self.docs_per_domain}")
         if self.skip_docs < 0:
             raise ValueError(f"skip_docs must be >= 0, got {self.skip_docs}")
+        self._check_ablation()
         if self.curve_every < 1:
             raise ValueError(f"curve_every must be >= 1, got {self.curve_every}")
         if not 0 <= self.rank < self.world_size:
@@ -197,6 +219,16 @@ class BenchConfig:
         # Every method's training configuration is validated now, not after hours of work.
         for method in self.methods:
             self.ttt_config(method)
+
+    def _check_ablation(self) -> None:
+        if not 0 < self.memory_fraction <= 1:
+            raise ValueError(f"memory_fraction must be in (0, 1], got {self.memory_fraction}")
+        if not 0 <= self.duplicates <= 1:
+            raise ValueError(f"duplicates must be in [0, 1], got {self.duplicates}")
+        if self.duplicate_kind not in ("exact", "near"):
+            raise ValueError(
+                f"unknown duplicate_kind {self.duplicate_kind!r} (choose from exact, near)"
+            )
 
     def ttt_config(self, method: str):
         """The ``TTTConfig`` that ``method`` runs with under this benchmark."""

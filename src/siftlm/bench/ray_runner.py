@@ -84,6 +84,8 @@ def run_bench_ray(
 
     if config.world_size != 1:
         raise ValueError("--ray shares the documents itself: leave out --rank/--world-size")
+    if config.memory_fraction < 1 or config.duplicates:
+        raise ValueError("--ray does not apply --memory-fraction/--duplicates: run without --ray")
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a results folder")

@@ -111,6 +111,8 @@ def _store_embeddings(config: dict, store):
     path in the run's config."""
     from siftlm.datastore import Datastore
 
+    if config.get("duplicates"):
+        return None, "its memory held injected copies, which the store does not"
     if store is not None and not isinstance(store, (str, Path)):
         return store.embeddings, "the given store"
     path = store if store is not None else config.get("store_path")
@@ -235,6 +237,12 @@ def protocol(config: dict) -> str:
         for key, text in _OPTIONS.items()
         if (value := config.get(key))
     ]
+    if config.get("memory_fraction", 1) < 1:
+        options.append(f"memory fraction {config['memory_fraction']:g}")
+    if config.get("duplicates"):
+        options.append(
+            f"{config['duplicate_kind']} copies of {config['duplicates']:.0%} of the memory injected"
+        )
     return words + ("; " + ", ".join(options) if options else "")
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from siftlm.bench.ablation import ablated_memory
 from siftlm.bench.config import BenchConfig
 from siftlm.bench.results import ResultsFile, results_path
 from siftlm.defaults import open_store  # noqa: F401 - its old home; re-exported
@@ -137,6 +138,7 @@ def _prepare(config: BenchConfig, model, tokenizer, store, documents):
         store = open_store(config.store)
     if documents is None:
         documents = pick_documents(config)
+    store = ablated_memory(config, store, documents, tokenizer)  # memory_fraction, duplicates
     trainers = make_trainers(config, model, tokenizer, store)
     extra = {
         "store_path": str(getattr(store, "path", "")),
