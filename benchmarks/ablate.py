@@ -7,12 +7,14 @@ neighbours? Memory size, duplication injected into the memory, and λ.
 
 Every condition runs nn and sift with house-small on the first ``DOCS_PER_DOMAIN``
 validation documents of every domain (2 x 14 = 28), with the package's defaults
-(``TTTConfig``: n, K, λ, lr, ``variance_lr``, Adam, full fine-tuning) EXCEPT
-``variance_gate=None`` (``TRAINING``): the gate answers a prompt whose selection leaves
-much uncertainty with the base model, for nn and sift alike, so many prompts would show
-no difference between the methods and the effect of the selection would be hidden.
-(``variance_lr`` stays: each method's learning rate follows its own posterior variance
-ratio.) Learning curves are off.
+(``TTTConfig``: n, K, λ, Adam, full fine-tuning) EXCEPT the learning rate (``TRAINING``):
+one learning rate, 3e-4, for every prompt and method, no variance gate and no learning
+rates by variance. The gate answers a prompt whose selection leaves much uncertainty
+with the base model, for nn and sift alike, so many prompts would show no difference
+between the methods; and ``variance_lr`` would give nn and sift different learning
+rates on the same document. With one learning rate only the selection differs (and the
+"all" condition is the held-out sweep's in-domain lr3e-4 run: same documents, same
+values). Learning curves are off.
 
 Conditions (``CONDITIONS``, in the order they run: the most informative first): base
 (once); the whole memory at the default λ ("all", shared by the three ablations); exact
@@ -45,7 +47,7 @@ SPLIT = "validation"
 DOCS_PER_DOMAIN = 2
 METHODS = ("nn", "sift")
 # BenchConfig values besides the package's defaults, for every condition
-TRAINING: dict = {"variance_gate": None}
+TRAINING: dict = {"variance_gate": None, "variance_lr": None, "lr": 3e-4}
 
 
 class Condition(NamedTuple):
