@@ -203,7 +203,7 @@ def markdown(tables: dict[str, list[dict]], total: int | None) -> str:
         "",
         f"{MODEL}, first {DOCS_PER_DOMAIN} validation documents per domain"
         + (f" ({total} documents)" if total else "")
-        + ", the package defaults except `variance_gate=None`, nn and sift. Made by "
+        + ", the package defaults except one learning rate, 3e-4, for every prompt (no gate, no variance_lr), nn and sift. Made by "
         "`python benchmarks/ablate.py summarize` from `benchmarks/ablate/runs/`. Cells: "
         "bits in % of base's on the same documents (ratio of sums ± paired SE over "
         "documents); sift/nn: sift's bits in % of nn's (below 100: sift better); sift "
