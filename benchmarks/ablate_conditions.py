@@ -172,18 +172,42 @@ def ensure_store(spec: StoreSpec, **options: Any):
     from siftlm.datastore import Datastore
 
     path = Path(spec.path)
-    if not (path / "manifest.json").exists():
+    while not (path / "manifest.json").exists():
         print(f"building {path} with {spec.embedder} (once)", file=sys.stderr, flush=True)
-        Datastore.build(
-            spec.source,
-            path,
-            embedder=spec.embedder,
-            tokenizer=spec.tokenizer,
-            max_tokens=spec.max_tokens,
-            index="flat",
-            **options,
-        )
+        try:
+            Datastore.build(
+                spec.source,
+                path,
+                embedder=spec.embedder,
+                tokenizer=spec.tokenizer,
+                max_tokens=spec.max_tokens,
+                index="flat",
+                **options,
+            )
+        except ValueError:
+            if not _wait_for_build(path):
+                raise
     return Datastore.open(path)
+
+
+def _wait_for_build(path: Path) -> bool:
+    """Wait while another process (the other worker) builds the store at ``path``;
+    False if none does (the lock is free: the build failed for another reason)."""
+    import fcntl
+
+    lock = path.parent / f".{path.name}.lock"  # siftlm.datastore.build's lock file
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another build of {path}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # until that build ends
+            return True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 class Resources:

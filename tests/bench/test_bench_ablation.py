@@ -3,9 +3,11 @@ driver's summary (benchmarks/ablate.py) on a tiny model and memory made here."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import math
+import threading
 from pathlib import Path
 
 import pytest
@@ -217,6 +219,10 @@ def test_a_condition_with_another_store_builds_it_once_and_records_it(tmp_path, 
     condition = conditions.Condition("embed-x", {}, store=spec)
     ablate = _ablate()
     extra = {"n": 4, "k": 6, "documents": tests}
+    # the other worker is building it: this one waits for that build to end, then builds
+    other = open(tmp_path / ".causal.lock", "w")  # noqa: SIM115 - released by the timer
+    fcntl.flock(other, fcntl.LOCK_EX)
+    threading.Timer(1.0, other.close).start()
     out = ablate.run_condition(condition, tmp_path, resources, **extra)
     saved = json.loads((out / "config.json").read_text())
     assert saved["store"] == spec.path and saved["store_path"] == spec.path
