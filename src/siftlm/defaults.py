@@ -22,7 +22,7 @@ CORPUS_DIR = PROJECT_ROOT / "data" / "minipile"
 EMBEDDINGS_DIR = PROJECT_ROOT / "data" / "embeddings"
 STORES_DIR = Path("stores")
 
-HOUSE_MODELS: tuple[str, ...] = ("house-small", "house-medium")
+HOUSE_MODELS: tuple[str, ...] = ("house-small", "house-medium", "house-small-4x")
 DEFAULT_MODEL = "house-small"
 HOUSE_TOKENIZER = f"models/{DEFAULT_MODEL}"  # the house models share one tokenizer
 DEFAULT_SOURCE = "minipile"

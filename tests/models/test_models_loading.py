@@ -48,7 +48,7 @@ def test_missing_house_model_is_a_clear_error(monkeypatch, tmp_path):
         resolve_model_path("house-small")
 
 
-@pytest.mark.parametrize("name", ["house-small", "house-medium"])
+@pytest.mark.parametrize("name", ["house-small", "house-medium", "house-small-4x"])
 def test_house_models_load_by_name(name):
     if not (models_dir() / name / "model.safetensors").is_file():
         pytest.skip(f"{name} not trained yet")

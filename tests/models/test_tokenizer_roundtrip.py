@@ -29,16 +29,17 @@ def test_tiny_tokenizer_has_eos_and_pad(tiny_tokenizer_dir):
 
 
 def house_tokenizer_folders() -> list[Path]:
-    folders = [models_dir() / name for name in ("house-small", "house-medium")]
+    folders = [models_dir() / name for name in ("house-small", "house-medium", "house-small-4x")]
     return [f for f in folders if (f / "tokenizer.json").is_file()]
 
 
-def test_house_tokenizer_is_identical_in_both_models():
+def test_house_tokenizer_is_identical_in_every_house_model():
     folders = house_tokenizer_folders()
     if len(folders) < 2:
         pytest.skip("house tokenizer not trained yet")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        assert filecmp.cmp(folders[0] / name, folders[1] / name, shallow=False)
+    for other in folders[1:]:
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            assert filecmp.cmp(folders[0] / name, other / name, shallow=False)
 
 
 def test_house_tokenizer_round_trips_every_domain_of_the_corpus():
