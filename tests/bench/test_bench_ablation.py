@@ -15,7 +15,7 @@ import pytest
 from siftlm.bench import BenchConfig, load_results, run_bench
 from siftlm.bench.results import ResultsFile, results_path
 from siftlm.data import Document
-from siftlm.testing import tiny_bench_parts
+from siftlm.testing import tiny_bench_parts, tiny_gpt2
 from siftlm.training import DocumentResult
 from siftlm.training.memory_subset import kept_ids
 
