@@ -54,6 +54,8 @@ runs some of them):
           --embedder causal:models/house-small --tokenizer models/house-small \\
           --max-tokens 256 --index flat
 
+- dup-exact-100: an exact copy of every sequence (each is in the memory twice): the
+  heaviest duplication tried, nn and sift.
 - query-chunks-4: as query-chunks with at most 4 chunks, evenly spaced (``max_targets``).
 
 ``--split test`` runs base, all, hull, sift-reuse and hull-reuse on the first 2 TEST

@@ -86,6 +86,7 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("base-4x", {}, ("base",), model=MODEL_4X),
     Condition("model-4x", {}, model=MODEL_4X),
     Condition("embed-causal", {}, store=CAUSAL_STORE),
+    Condition("dup-exact-100", {"duplicates": 1.0, "duplicate_kind": "exact"}),
     Condition("query-chunks-4", {"query_vectors": "chunks", "max_targets": 4}),
 )
 BY_NAME = {c.name: c for c in CONDITIONS}
