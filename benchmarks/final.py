@@ -29,6 +29,7 @@ was reused, derived or computed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -71,7 +72,7 @@ def configs(rank: int = 0, world_size: int = 1) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    from siftlm.bench.runner import open_store, pick_documents
+    from siftlm.bench.runner import open_store, pick_documents, prepare_run
     from siftlm.data import DOMAINS
     from siftlm.models import load_model
 
@@ -80,37 +81,39 @@ def run(args: argparse.Namespace) -> None:
     model, tokenizer = load_model(first.model)
     store = open_store(first.store)
     documents = pick_documents(first)  # rounds: one document of every domain at a time
-    runs = {p: Composer(c, model, tokenizer, store, documents) for p, c in by_protocol.items()}
-    if args.verify:
-        for composer in runs.values():
-            composer.verify(args.verify)
-    rounds = -(-len(documents) // len(DOMAINS))
-    for depth in range(1, rounds + 1):
-        for protocol, composer in runs.items():
-            print(f"== round {depth}/{rounds}: {protocol}", file=sys.stderr, flush=True)
-            composer.run(documents[: depth * len(DOMAINS)])
+    shared = {"model": model, "tokenizer": tokenizer, "store": store, "documents": documents}
+    with contextlib.ExitStack() as claims:  # each protocol's results held until the end
+        runs = {}
+        for protocol, config in by_protocol.items():
+            prepared = prepare_run(config, **shared)
+            runs[protocol] = Composer(prepared, claims.enter_context(prepared.claim()))
+        if args.verify:
+            for composer in runs.values():
+                composer.verify(args.verify)
+        rounds = -(-len(documents) // len(DOMAINS))
+        for depth in range(1, rounds + 1):
+            for protocol, composer in runs.items():
+                print(f"== round {depth}/{rounds}: {protocol}", file=sys.stderr, flush=True)
+                composer.run(documents[: depth * len(DOMAINS)])
 
 
 class Composer:
     """One protocol's run: each (document, method) reused from ``PREVIOUS``, derived
-    (sift-adaptive from sift) or computed (``final_reuse``)."""
+    (sift-adaptive from sift) or computed (``final_reuse``). ``prepared``: the
+    protocol's ``PreparedRun``; ``results``: its results file, claimed by the caller
+    (``PreparedRun.claim``) for as long as the composer runs."""
 
-    def __init__(self, config, model, tokenizer, store, documents) -> None:
+    def __init__(self, prepared, results) -> None:
         from final_reuse import load
 
-        from siftlm.bench.results import ResultsFile, results_path
-        from siftlm.bench.runner import _prepare, _write_config, locked, shard
+        from siftlm.bench.runner import shard
         from siftlm.training import TTTConfig
 
-        self.config = config
-        self.trainers, _, extra = _prepare(config, model, tokenizer, store, documents)
+        self.config = config = prepared.config
+        self.trainers = prepared.trainers
         self.shard = shard
-        out = Path(config.out)
-        with locked(out / ".config.lock", f"results folder {out}"):
-            _write_config(config, out, extra)
-        self.lock = locked(out / f".final-{config.rank}.lock", f"{out} (worker {config.rank})")
-        self.lock.__enter__()
-        self.results = ResultsFile(results_path(out, config.rank, config.world_size))
+        out = prepared.out
+        self.results = results
         self.previous, saved = load(PREVIOUS / out.name)
         self.previous_ttt = {}
         for method, values in saved.get("ttt", {}).items():

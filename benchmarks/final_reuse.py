@@ -41,12 +41,7 @@ def decision(ttt, record: dict) -> float | None:
     training), from the prompt's recorded posterior variance."""
     if not ttt.trains or record["n_selected"] == 0:
         return None
-    prior, posterior = record["prior_variance"], record["posterior_variance"]
-    if not prior or posterior is None:
-        return ttt.lr
-    if ttt.variance_gate is not None and posterior > ttt.variance_gate * prior:
-        return None
-    return ttt.lr_for(posterior / prior)
+    return ttt.training_lr(record["posterior_variance"], record["prior_variance"])
 
 
 def reusable(ttt, previous_ttt, record: dict) -> bool:

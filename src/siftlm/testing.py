@@ -141,3 +141,21 @@ def tiny_memory(
         embedder="ngram-64",
         tokenizer=tokenizer,
     )
+
+
+def tiny_bench_parts(documents: Sequence, *, dim: int = 32, n_positions: int = 48):
+    """(model, tokenizer, memory) for a benchmark over ``documents`` (``Document``-like:
+    ``text``, ``domain``, ``id``): a :func:`tiny_tokenizer` trained on their texts, a
+    :func:`tiny_gpt2` with ``n_positions``, and a ``ListMemory`` of the texts with their
+    domains and ids, embedded by :func:`ngram_embedder` of dimension ``dim``."""
+    from siftlm.training import ListMemory
+
+    tokenizer = tiny_tokenizer([d.text for d in documents])
+    model = tiny_gpt2(tokenizer, n_positions=n_positions)
+    memory = ListMemory(
+        [d.text for d in documents],
+        ngram_embedder(dim=dim),
+        domains=[d.domain for d in documents],
+        doc_ids=[d.id for d in documents],
+    )
+    return model, tokenizer, memory

@@ -15,8 +15,8 @@ import pytest
 from siftlm.bench import BenchConfig, load_results, run_bench
 from siftlm.bench.results import ResultsFile, results_path
 from siftlm.data import Document
-from siftlm.testing import ngram_embedder, tiny_gpt2, tiny_tokenizer
-from siftlm.training import DocumentResult, ListMemory
+from siftlm.testing import tiny_bench_parts, tiny_gpt2
+from siftlm.training import DocumentResult
 from siftlm.training.memory_subset import kept_ids
 
 ABLATE = Path(__file__).resolve().parents[2] / "benchmarks" / "ablate.py"
@@ -42,16 +42,7 @@ def documents(count: int, offset: int = 0) -> list[Document]:
 
 @pytest.fixture(scope="module")
 def setup():
-    memory_docs = documents(15)
-    tokenizer = tiny_tokenizer([d.text for d in memory_docs])
-    model = tiny_gpt2(tokenizer, n_positions=48)
-    memory = ListMemory(
-        [d.text for d in memory_docs],
-        ngram_embedder(dim=32),
-        domains=[d.domain for d in memory_docs],
-        doc_ids=[d.id for d in memory_docs],
-    )
-    return model, tokenizer, memory, documents(1, offset=100)
+    return (*tiny_bench_parts(documents(15)), documents(1, offset=100))
 
 
 def run(tmp_path, setup, **overrides) -> Path:

@@ -10,7 +10,7 @@ import pytest
 from siftlm.bench import BenchConfig, load_results, make_report, run_bench
 from siftlm.bench.results import ResultsFile
 from siftlm.data import Document
-from siftlm.testing import ngram_embedder, tiny_gpt2, tiny_tokenizer
+from siftlm.testing import ngram_embedder, tiny_bench_parts
 from siftlm.training import ListMemory
 
 TOPICS = {
@@ -35,14 +35,8 @@ def make_documents(kind: str, count: int, offset: int = 0) -> list[Document]:
 
 @pytest.fixture(scope="module")
 def setup():
-    memory_docs = [d for kind in TOPICS for d in make_documents(kind, 12)]
-    tokenizer = tiny_tokenizer([d.text for d in memory_docs])
-    model = tiny_gpt2(tokenizer, n_positions=48)
-    memory = ListMemory(
-        [d.text for d in memory_docs],
-        ngram_embedder(dim=32),
-        domains=[d.domain for d in memory_docs],
-        doc_ids=[d.id for d in memory_docs],
+    model, tokenizer, memory = tiny_bench_parts(
+        [d for kind in TOPICS for d in make_documents(kind, 12)]
     )
     tests = [d for kind in TOPICS for d in make_documents(kind, 2, offset=100)]
     return model, tokenizer, memory, tests

@@ -78,8 +78,8 @@ def test_a_default_trainer_does_what_its_defaults_say(monkeypatch, tokenizer):
     assert result.steps >= defaults.n
     (optimizer,) = optimizers
     assert type(optimizer) is torch.optim.Adam and defaults.optimizer == "adam"
-    ratio = result.posterior_variance / result.prior_variance
-    assert optimizer.param_groups[0]["lr"] == defaults.lr_for(ratio)  # variance_lr's band
+    variances = (result.posterior_variance, result.prior_variance)
+    assert optimizer.param_groups[0]["lr"] == defaults.training_lr(*variances)  # its band
     assert clips == [defaults.grad_clip] * result.steps
 
 
@@ -189,3 +189,32 @@ def test_numpy_numbers_are_accepted():
 
     config = TTTConfig(n=np.int64(7), lr=np.float32(1e-3))
     assert config.n == 7
+
+
+def test_training_lr_gates_then_takes_the_first_band_that_holds_the_ratio():
+    config = TTTConfig(lr=1e-4, variance_gate=0.5, variance_lr=((0.1, 3e-3), (0.3, 1e-3)))
+    # r = σ²_n / σ²_0, here with σ²_0 = 2
+    expected = {0.0: 3e-3, 0.1: 3e-3, 0.15: 1e-3, 0.3: 1e-3, 0.4: 1e-4, 0.5: 1e-4, 0.6: None}
+    assert {r: config.training_lr(2 * r, 2.0) for r in expected} == expected
+    # the gate compares σ²_n with gate · σ²_0; above it a prompt is gated whatever its band
+    assert config.training_lr(1.0 + 1e-12, 2.0) is None
+    assert TTTConfig(variance_gate=0.05, variance_lr=((0.1, 3e-3),)).training_lr(0.08, 1) is None
+    ungated = TTTConfig(lr=1e-4, variance_gate=None, variance_lr=((0.1, 3e-3),))
+    assert [ungated.training_lr(r, 1.0) for r in (0.05, 0.5, 1.0, 3.0)] == [3e-3] + [1e-4] * 3
+    no_bands = TTTConfig(lr=1e-4, variance_gate=0.5, variance_lr=None)
+    assert [no_bands.training_lr(r, 1.0) for r in (0.0, 0.5, 0.51)] == [1e-4, 1e-4, None]
+
+
+@pytest.mark.parametrize(
+    ("posterior", "prior"), [(0.9, 0.0), (0.0, 0.0), (0.9, None), (None, 1.0), (None, None)]
+)
+def test_training_lr_without_a_variance_ratio_is_the_plain_lr(posterior, prior):
+    """No prior variance (0 or unknown) or no posterior: neither gate nor bands apply."""
+    config = TTTConfig(lr=1e-4, variance_gate=0.01, variance_lr=((1.0, 3e-3),))
+    assert config.training_lr(posterior, prior) == 1e-4
+
+
+@pytest.mark.parametrize(("posterior", "prior"), [(-0.1, 1.0), (0.1, -1.0), (float("nan"), 1.0)])
+def test_training_lr_refuses_a_negative_or_nan_variance(posterior, prior):
+    with pytest.raises(ValueError, match="variance must be >= 0"):
+        TTTConfig().training_lr(posterior, prior)

@@ -5,6 +5,7 @@ says."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -131,11 +132,11 @@ def test_variance_lr_accepts_strings_and_survives_a_round_trip():
     config = TTTConfig(variance_lr=["0.2:3e-4", "0.3:1e-4"])
     assert config.variance_lr == ((0.2, 3e-4), (0.3, 1e-4))
     assert TTTConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert [config.lr_for(r) for r in (0.1, 0.2, 0.25, 0.5, None)] == [
+    ungated = dataclasses.replace(config, variance_gate=None)
+    assert [ungated.training_lr(r, 1.0) for r in (0.1, 0.2, 0.25, 0.5)] == [
         3e-4,
         3e-4,
         1e-4,
-        config.lr,
         config.lr,
     ]
 

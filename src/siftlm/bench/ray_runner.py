@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from siftlm.bench.config import BenchConfig
-from siftlm.bench.results import ResultsFile, results_path
+from siftlm.bench.results import ResultsFile
 
 if TYPE_CHECKING:
     from siftlm.data import Document
@@ -79,33 +79,29 @@ def run_bench_ray(
     ``address``: the cluster's, or True for ``ray.init()``'s default (an initialised Ray
     is used as it is). ``actors``: how many (default: one per GPU, else one per CPU).
     """
-    from siftlm.bench.runner import _prepare, _write_config, locked, open_store
+    from siftlm.bench.runner import open_store, prepare_run
     from siftlm.datastore.ray_embed import connect
 
     if config.world_size != 1:
         raise ValueError("--ray shares the documents itself: leave out --rank/--world-size")
     if config.memory_fraction < 1 or config.duplicates:
         raise ValueError("--ray does not apply --memory-fraction/--duplicates: run without --ray")
-    out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a results folder")
     if store is None and any(m != "base" for m in config.methods):
         store = open_store(config.store)
-    # validates everything (and loads the model here, for the record) before writing
-    _, documents, extra = _prepare(config, model, tokenizer, store, documents)
-    path = results_path(out)
-    with locked(out / f".{path.name}.lock", f"results folder {out} (worker {path.name})"):
-        with locked(out / ".config.lock", f"results folder {out}"):
-            _write_config(config, out, extra)
-        results = ResultsFile(path)
-        tasks = [(d, [m for m in config.methods if (m, d.id) not in results]) for d in documents]
+    # validates everything (an --out that is a file; loads the model here, for the
+    # record) before writing
+    run = prepare_run(config, model=model, tokenizer=tokenizer, store=store, documents=documents)
+    with run.claim() as results:
+        tasks = [
+            (d, [m for m in config.methods if (m, d.id) not in results]) for d in run.documents
+        ]
         tasks = [(d, methods) for d, methods in tasks if methods]
         if tasks:
             # a store with a folder is reopened there by each actor; objects are shipped
             shipped = getattr(store, "path", None) or store
             objects = (model, tokenizer, shipped)
             _run_tasks(connect(address), config, tasks, results, actors, objects)
-    return out
+    return run.out
 
 
 def _run_tasks(ray, config, tasks, results: ResultsFile, actors, objects) -> None:

@@ -12,6 +12,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,6 +149,48 @@ def _prepare(config: BenchConfig, model, tokenizer, store, documents):
     return trainers, shard(documents, config.rank, config.world_size), extra
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run of ``config`` with everything loaded and validated, nothing written yet:
+    one trainer per method (``trainers``), this worker's share of the documents
+    (``documents``) and what config.json records besides ``config`` (``extra``)."""
+
+    config: BenchConfig
+    trainers: dict
+    documents: list
+    extra: dict
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    @contextmanager
+    def claim(self) -> Iterator[ResultsFile]:
+        """Hold this worker's results file while the block runs (another process on
+        it: ValueError, before anything is written), write the folder's config.json or
+        check it against the saved one of a resumed run (under the folder's lock, so
+        that two runs cannot both pass the check), and yield the results file."""
+        out, config = self.out, self.config
+        path = results_path(out, config.rank, config.world_size)
+        with locked(out / f".{path.name}.lock", f"results folder {out} (worker {path.name})"):
+            with locked(out / ".config.lock", f"results folder {out}"):
+                _write_config(config, out, self.extra)
+            yield ResultsFile(path)
+
+
+def prepare_run(
+    config: BenchConfig, *, model=None, tokenizer=None, store=None, documents=None
+) -> PreparedRun:
+    """Load and validate what ``config``'s run needs, writing nothing (a refused run
+    leaves no file); ``model``/``tokenizer``/``store``/``documents`` as in ``run_bench``.
+    Run it inside ``PreparedRun.claim``."""
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a results folder")
+    trainers, documents, extra = _prepare(config, model, tokenizer, store, documents)
+    return PreparedRun(config, trainers, documents, extra)
+
+
 def run_bench(
     config: BenchConfig, *, model=None, tokenizer=None, store=None, documents=None
 ) -> Path:
@@ -159,16 +202,10 @@ def run_bench(
     everything is validated; a worker's results file is locked while it runs (another
     process on the same worker's share is refused, other ranks may run alongside).
     """
-    out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a results folder")
-    trainers, documents, extra = _prepare(config, model, tokenizer, store, documents)
-    path = results_path(out, config.rank, config.world_size)
-    with locked(out / f".{path.name}.lock", f"results folder {out} (worker {path.name})"):
-        with locked(out / ".config.lock", f"results folder {out}"):
-            _write_config(config, out, extra)
-        _run_documents(config, trainers, documents, ResultsFile(path))
-    return out
+    run = prepare_run(config, model=model, tokenizer=tokenizer, store=store, documents=documents)
+    with run.claim() as results:
+        _run_documents(config, run.trainers, run.documents, results)
+    return run.out
 
 
 def _run_documents(config: BenchConfig, trainers: dict, documents: list, results) -> None:

@@ -63,11 +63,10 @@ def ttft_info(completion: Completion, config: TTTConfig) -> dict[str, Any]:
 
 
 def _gated(result, config: TTTConfig) -> bool:
-    """Whether ``variance_gate`` skipped the training (the trainer's rule)."""
-    gate, prior = config.variance_gate, result.prior_variance
-    if not config.trains or gate is None or not prior or result.posterior_variance is None:
+    """Whether ``variance_gate`` skipped the training (``TTTConfig.training_lr``)."""
+    if not config.trains:
         return False
-    return result.posterior_variance > gate * prior
+    return config.training_lr(result.posterior_variance, result.prior_variance) is None
 
 
 def usage(completion: Completion) -> dict[str, int]:

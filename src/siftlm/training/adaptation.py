@@ -117,11 +117,10 @@ def _items(hits, positions: list[int]) -> tuple[MemoryItem, ...]:
 
 
 def step_config(config: TTTConfig, adaptation: Adaptation) -> TTTConfig:
-    """The configuration the prompt's steps run with: ``config`` with the learning rate
-    that ``variance_lr`` gives for the selection's σ²_n / σ²_0 (``config`` itself
-    without ``variance_lr``)."""
-    prior, posterior = adaptation.prior_variance, adaptation.posterior_variance
-    if config.variance_lr is None or not prior or posterior is None:
-        return config
-    lr = config.lr_for(posterior / prior)
+    """The configuration a prompt that trains runs its steps with: ``config`` with the
+    learning rate ``config.training_lr`` gives for the selection's variances (``config``
+    itself where that is ``config.lr``)."""
+    lr = config.training_lr(adaptation.posterior_variance, adaptation.prior_variance)
+    if lr is None:
+        raise ValueError("variance_gate keeps this prompt from training: it has no steps")
     return config if lr == config.lr else dataclasses.replace(config, lr=lr)

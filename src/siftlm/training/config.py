@@ -182,7 +182,8 @@ class TTTConfig:
       lr_1, else with lr_2 if <= r_2, ...; above the last bound with ``lr`` (the gate
       still applies). E.g. ``lr=1e-4, variance_gate=0.3, variance_lr=((0.2, 3e-4),)``:
       3e-4 where the selection explains the prompt well, 1e-4 where less, none above 0.3.
-      Strings ``"r:lr"`` are accepted for pairs (the command line's form).
+      Strings ``"r:lr"`` are accepted for pairs (the command line's form). The gate and
+      the bands in one rule: ``training_lr``.
     - ``early_stop`` (``query="first-half"`` only): score the known first half before
       training and every ``early_stop`` steps; stop at the first check where its loss
       rises and keep the weights of the best check.
@@ -317,13 +318,38 @@ class TTTConfig:
                     "early_stop scores the known first half, so it needs query='first-half'"
                 )
 
-    def lr_for(self, variance_ratio: float | None) -> float:
-        """The learning rate of a prompt whose selection leaves σ²_n / σ²_0 =
-        ``variance_ratio`` (``variance_lr``; ``lr`` without it or without a ratio)."""
-        if self.variance_lr is not None and variance_ratio is not None:
-            for bound, lr in self.variance_lr:
-                if variance_ratio <= bound:
-                    return lr
+    def training_lr(
+        self, posterior_variance: float | None, prior_variance: float | None
+    ) -> float | None:
+        """The learning rate a prompt trains with, or None where ``variance_gate`` keeps
+        it from training (the base model answers it): the one rule of the trainer, the
+        server and the benchmarks, for a configuration that trains (``trains``).
+
+        With the ratio r = σ²_n / σ²_0 of the selection's posterior variance
+        (``posterior_variance``) to the prompt's prior variance (``prior_variance``):
+
+            gated          if variance_gate is not None and σ²_n > variance_gate · σ²_0
+                           (r > variance_gate),
+            lr = lr_i      for the first band (r_i, lr_i) of ``variance_lr`` with r <= r_i,
+            lr = ``lr``    otherwise (also without ``variance_lr``).
+
+        Without a ratio (σ²_0 = 0 or None, or σ²_n None: nothing to compare) neither the
+        gate nor the bands apply: ``lr``. For a multi-vector query both variances are
+        means over its targets, so r = Σ_j σ²_n(q_j) / Σ_j σ²_0(q_j). A negative or NaN
+        variance is a ValueError.
+        """
+        for name, value in (("posterior", posterior_variance), ("prior", prior_variance)):
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} variance must be >= 0, got {value!r}")
+        if not prior_variance or posterior_variance is None:
+            return self.lr
+        gate = self.variance_gate
+        if gate is not None and posterior_variance > gate * prior_variance:
+            return None
+        ratio = posterior_variance / prior_variance
+        for bound, lr in self.variance_lr or ():
+            if ratio <= bound:
+                return lr
         return self.lr
 
     @property

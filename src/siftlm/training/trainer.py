@@ -141,10 +141,8 @@ class TestTimeTrainer:
 
     def _gate(self, adaptation: Adaptation) -> bool:
         """``variance_gate``: whether the selection leaves too much uncertainty to train."""
-        gate, prior = self.config.variance_gate, adaptation.prior_variance
-        if gate is None or not prior:
-            return False
-        adaptation.gated = adaptation.posterior_variance > gate * prior
+        lr = self.config.training_lr(adaptation.posterior_variance, adaptation.prior_variance)
+        adaptation.gated = lr is None
         return adaptation.gated
 
     def _excluded(self, doc_id: str | None, domain: str | None) -> np.ndarray | None:
