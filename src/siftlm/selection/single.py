@@ -73,6 +73,7 @@ class _Scratch:
         self.state = torch.empty(2, k, dtype=wide)
         self.denominator = np.empty(k)
         self.gain = np.empty(k)
+        self.gain_row = self.gain[None]  # (1, K)
         self.at_pick_views = [self.at_pick[:, :, :t] for t in range(n)]
         self.factor_views = [self.factor[:, :t] for t in range(n)]
         self.row_views = [self.factor[0, t] for t in range(n)]
@@ -117,6 +118,7 @@ class SinglePosterior:
         self.cross, self.candidate_variances = scratch.state.numpy()[:, None]  # (1, K) each
         self.cross[:] = self.prior_cross
         self.candidate_variances[:] = self.prior_candidate_variances
+        self._cross, self._candidate_variances = scratch.state.numpy()  # (K,) views
         self._variance = self.prior_variances.item()  # σ²_t(x*), a Python float
         self._steps = 0
 
@@ -134,9 +136,10 @@ class SinglePosterior:
         """(1, K) k_t(x*, a)² / (k_t(a, a) + λ), as `Posterior.gain` (a buffer that the
         next call overwrites)."""
         scratch = self._scratch
-        np.add(self.candidate_variances[0], self.lambda_, out=scratch.denominator)
-        np.square(self.cross[0], out=scratch.gain)
-        return np.divide(scratch.gain, scratch.denominator, out=scratch.gain)[None]
+        np.add(self._candidate_variances, self.lambda_, out=scratch.denominator)
+        np.square(self._cross, out=scratch.gain)
+        np.divide(scratch.gain, scratch.denominator, out=scratch.gain)
+        return scratch.gain_row
 
     def observe(self, pick: int) -> float:
         """Condition on one more observation of candidate `pick` (`Posterior.observe`);
@@ -150,11 +153,11 @@ class SinglePosterior:
         else:
             new[:] = self.gram[pick]
         scale = scratch.scale_value
-        scale[0] = self.candidate_variances.item(pick) + self.lambda_
+        scale[0] = self._candidate_variances.item(pick) + self.lambda_
         scratch.scale.sqrt_()  # torch's square root, as in the general loop
         root = scale.item(0)
         np.divide(new, root, out=new)  # c_t
-        cross_at_pick = self.cross.item(pick) / root  # c_t(x*)
+        cross_at_pick = self._cross.item(pick) / root  # c_t(x*)
         scratch.cross_at_pick.fill(cross_at_pick)
         # cross -= c_t(x*)·c_t and candidate_variances -= c_t·c_t, as the general loop's
         # two addcmul_ calls (fused multiply-adds)
