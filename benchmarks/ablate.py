@@ -1,12 +1,18 @@
-"""Ablations on the VALIDATION split (issue 16, item 3): when does SIFT beat nearest
-neighbours? Memory size, duplication injected into the memory, and λ.
+"""Ablations on the VALIDATION split (issue 16, items 3 and 4): when does SIFT beat
+nearest neighbours? Memory size, duplication injected into the memory, λ, the query
+(one vector or every chunk), the embedder, the base model's strength, and the newest
+rival (hull, and gradient reuse), which also runs on the TEST split.
 
     python benchmarks/ablate.py run --rank 0 --world-size 2 &   # two workers share the
     python benchmarks/ablate.py run --rank 1 --world-size 2     # documents; resumable
     python benchmarks/ablate.py summarize                       # -> benchmarks/ablate/
+    python benchmarks/ablate.py run --only hull sift-reuse hull-reuse   # some conditions
+    python benchmarks/ablate.py run --split test --rank 0 --world-size 2 &   # the test
+    python benchmarks/ablate.py run --split test --rank 1 --world-size 2     # split's set
+    python benchmarks/ablate.py summarize --split test          # -> benchmarks/ablate-test/
 
-Every condition runs nn and sift with house-small on the first ``DOCS_PER_DOMAIN``
-validation documents of every domain (2 x 14 = 28), with the package's defaults
+Every condition runs house-small (unless it says otherwise) on the first
+``DOCS_PER_DOMAIN`` documents of every domain (2 x 14 = 28), with the package's defaults
 (``TTTConfig``: n, K, λ, Adam, full fine-tuning) EXCEPT the learning rate (``TRAINING``):
 one learning rate, 3e-4, for every prompt and method, no variance gate and no learning
 rates by variance. The gate answers a prompt whose selection leaves much uncertainty
@@ -16,107 +22,113 @@ rates on the same document. With one learning rate only the selection differs (a
 "all" condition is the held-out sweep's in-domain lr3e-4 run: same documents, same
 values). Learning curves are off.
 
-Conditions (``CONDITIONS``, in the order they run: the most informative first): base
-(once); the whole memory at the default λ ("all", shared by the three ablations); exact
-and near copies of 30 % of the memory injected (``BenchConfig.duplicates``; near copies: a
-tenth of the words replaced, embedded once and cached in the run's folder); a random ¼
-and ½ of the memory (``BenchConfig.memory_fraction``, nested subsets, applied at search
-time by the held-out exclusion); λ = 0.01 and 1.0 (nn's picks do not depend on λ, but
-its learning rate does through ``variance_lr``, whose variance ratio is computed with λ:
-so nn runs there too, unless ``variance_lr`` is off, when nn's "all" results are
-shared); last, 10 % duplication (exact, near), which only runs if the rest has
-finished. ``--only NAME ...`` runs some conditions.
+Conditions (``ablate_conditions.CONDITIONS``, in the order they run; ``--only NAME ...``
+runs some of them):
 
-The summary has one table and one plot per ablation: per condition, nn and sift in % of
+- base (once); the whole memory at the default λ ("all", shared by every ablation);
+  exact and near copies of 30 % of the memory injected (``BenchConfig.duplicates``; near
+  copies: a tenth of the words replaced, embedded once and cached in the run's folder);
+  a random ¼ and ½ of the memory (``BenchConfig.memory_fraction``, nested subsets,
+  applied at search time by the held-out exclusion); λ = 0.01 and 1.0 (sift only while
+  ``variance_lr`` is off, nn's "all" results are shared: its picks do not depend on λ);
+  10 % duplication (exact, near).
+- hull: method ``hull`` (HullFT) on the "all" configuration (nn and sift from "all").
+- sift-reuse, hull-reuse: sift and hull with ``gradient_reuse = n`` (45): the j-th
+  repeat (from 0) of a training window is recomputed when j % gradient_reuse == 0, and a
+  window is trained on at most n times per prompt, so its gradient is computed once and
+  reused for every repeat. Reported with the forward/backward passes
+  (``DocumentResult.passes``) and training seconds (``timings.train``) with and without.
+- query-chunks: ``query_vectors="chunks"``: every memory-length chunk of the document is
+  a target (instead of the first 256 wordpieces as one vector); nn and sift.
+- base-4x, model-4x: the base, nn and sift with the longer-pretrained house-small
+  (``MODEL_4X`` = runs/house-small-4x, where ``siftlm pretrain --out runs/house-small-4x``
+  saves its final weights; ``--model-4x PATH`` for another). Skipped with a message
+  while that folder holds no finished model (rerun later: resumable). Its nn and sift
+  are reported against its own base.
+- embed-causal: nn and sift searching another store: the same memory chunks embedded
+  by ``causal:models/house-small`` (mean-pooled last hidden state), at
+  stores/minipile-causal-house-small; the first run builds it if missing (about 20
+  CPU-minutes, resumable), as does this command (from the repository root)::
+
+      siftlm index build minipile --out stores/minipile-causal-house-small \\
+          --embedder causal:models/house-small --tokenizer models/house-small \\
+          --max-tokens 256 --index flat
+
+- dup-exact-100: an exact copy of every sequence (each is in the memory twice): the
+  heaviest duplication tried, nn and sift.
+- query-chunks-4: as query-chunks with at most 4 chunks, evenly spaced (``max_targets``).
+
+``--split test`` runs base, all, hull, sift-reuse and hull-reuse on the first 2 TEST
+documents per domain into benchmarks/ablate-test/ (the validation folder is untouched).
+
+Cost (measured in these runs so far, 1 thread under this machine's load): 8 to 14 s per
+document and method, so about 5 CPU-minutes per method over 28 documents: about 10 for
+a condition with nn and sift, 5 for hull, sift-reuse and hull-reuse each, 1 for base-4x;
+query-chunks adds the embedding of every chunk of each document (a few per document);
+embed-causal adds the store's build once. The test split's set: about 25 CPU-minutes.
+
+The summary has one table and one plot per section: per condition, nn and sift in % of
 base bits (a ratio of sums over documents, paired SE), sift/nn (sift's bits in % of
-nn's, paired SE over documents) and the documents where sift beats nn. A condition is
-reported on the documents that base, nn and sift have finished (the docs column).
+nn's, paired SE over documents) and the documents where sift beats nn; the base
+strength's rows per model against its own base, with its base bpb; the rival's rows per
+method in % of base, of sift and of nn, with passes and training seconds. A row is
+reported on the documents that all of its runs have finished (the docs column).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
-OUT = Path(__file__).resolve().parent / "ablate"
-MODEL = "house-small"
-SPLIT = "validation"
-DOCS_PER_DOMAIN = 2
-METHODS = ("nn", "sift")
-# BenchConfig values besides the package's defaults, for every condition
-TRAINING: dict = {"variance_gate": None, "variance_lr": None, "lr": 3e-4}
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its helper modules
 
-
-class Condition(NamedTuple):
-    """A run folder (``runs/<name>``): BenchConfig overrides and the methods run there;
-    ``nn_from``: the folder whose nn results it uses (its own, or a shared one)."""
-
-    name: str
-    overrides: dict
-    methods: tuple[str, ...] = METHODS
-    nn_from: str | None = None
-
-
-def _lambda_condition(name: str, lambda_: float) -> Condition:
-    """sift at another λ; nn too where λ changes its training (``variance_lr``)."""
-    from siftlm.bench import BenchConfig
-
-    if BenchConfig(**TRAINING).variance_lr is None:  # nn's run does not depend on λ
-        return Condition(name, {"lambda_": lambda_}, ("sift",), nn_from="all")
-    return Condition(name, {"lambda_": lambda_})
-
-
-CONDITIONS: tuple[Condition, ...] = (
-    Condition("base", {}, ("base",)),
-    Condition("all", {}),
-    Condition("dup-exact-30", {"duplicates": 0.3, "duplicate_kind": "exact"}),
-    Condition("dup-near-30", {"duplicates": 0.3, "duplicate_kind": "near"}),
-    Condition("memory-0.25", {"memory_fraction": 0.25}),
-    _lambda_condition("lambda-0.01", 0.01),
-    Condition("memory-0.5", {"memory_fraction": 0.5}),
-    _lambda_condition("lambda-1", 1.0),
-    Condition("dup-exact-10", {"duplicates": 0.1, "duplicate_kind": "exact"}),
-    Condition("dup-near-10", {"duplicates": 0.1, "duplicate_kind": "near"}),
+from ablate_conditions import (  # noqa: E402
+    BY_NAME,
+    CONDITIONS,
+    MODEL,
+    MODEL_4X,
+    OUT,
+    OUT_TEST,
+    SPLIT,
+    SPLITS,
+    Condition,
+    Resources,
+    bench_config,
+    model_of,
+    names_for,
+    out_folder,
 )
-BY_NAME = {c.name: c for c in CONDITIONS}
-# ablation -> (row label, condition) in table order
-ABLATIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "memory": (("¼", "memory-0.25"), ("½", "memory-0.5"), ("all", "all")),
-    "duplication": (
-        ("none", "all"),
-        ("exact 10 %", "dup-exact-10"),
-        ("exact 30 %", "dup-exact-30"),
-        ("near 10 %", "dup-near-10"),
-        ("near 30 %", "dup-near-30"),
-    ),
-    "lambda": (("0.01", "lambda-0.01"), ("0.1 (default)", "all"), ("1.0", "lambda-1")),
-}
-TITLES = {
-    "memory": "Memory size (a random fraction of the 30k-chunk memory)",
-    "duplication": "Duplication injected into the memory (copies of a random share)",
-    "lambda": "SIFT's λ (nn's picks are the top cosines whatever λ)",
-}
+from ablate_summary import load, tables, write  # noqa: E402
+
+__all__ = ["BY_NAME", "CONDITIONS", "Condition", "bench_config", "main", "run_condition"]
 
 
-def bench_config(out: Path, condition: Condition, rank: int = 0, world_size: int = 1, **extra):
-    from siftlm.bench import BenchConfig
+def run_condition(
+    condition: Condition,
+    out: Path,
+    resources: Resources,
+    *,
+    split: str = SPLIT,
+    rank: int = 0,
+    world_size: int = 1,
+    model_4x: str = MODEL_4X,
+    documents: list | None = None,
+    **extra,
+) -> Path | None:
+    """Run (or resume) one condition into ``out/runs/<name>``; None: skipped, as its
+    model is not ready (a pretraining run still going)."""
+    from siftlm.bench import run_bench
 
-    values = {
-        "model": MODEL,
-        "split": SPLIT,
-        "docs_per_domain": DOCS_PER_DOMAIN,
-        "methods": condition.methods,
-        **TRAINING,
-        "curve_methods": (),
-        "out": str(out / "runs" / condition.name),
-        "rank": rank,
-        "world_size": world_size,
-        "progress": False,
-    }
-    return BenchConfig(**{**values, **condition.overrides, **extra})
+    reason = resources.unready(model_of(condition, model_4x))
+    if reason is not None:
+        print(f"   skipped: {reason}", file=sys.stderr, flush=True)
+        return None
+    config = bench_config(out, condition, rank, world_size, split=split, model_4x=model_4x, **extra)
+    model, tokenizer = resources.model(config.model)
+    # also for base: a resumed run checks the store it was made with (config.json)
+    store = resources.store(condition.store)
+    return run_bench(config, model=model, tokenizer=tokenizer, store=store, documents=documents)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -124,162 +136,35 @@ def run(args: argparse.Namespace) -> None:
 
     import torch
 
-    from siftlm.bench import open_store, run_bench
-    from siftlm.models import load_model
-
     torch.set_num_threads(args.threads)
-    names = args.only or [c.name for c in CONDITIONS]
-    unknown = sorted(set(names) - set(BY_NAME))
-    if unknown:
-        raise SystemExit(f"unknown conditions {unknown}; choose from {', '.join(BY_NAME)}")
+    names = names_for(args.split, args.only)
+    out = Path(args.out) if args.out else out_folder(args.split)
     extra = {"domains": tuple(args.domains)} if args.domains else {}
-    if extra and Path(args.out).resolve() == OUT:
+    if extra and out.resolve() in (OUT, OUT_TEST):
         raise SystemExit("--domains is for trial runs: pass another --out")
-    model, tokenizer = load_model(MODEL)
-    store = open_store(args.store)
-    for condition in (c for c in CONDITIONS if c.name in names):
-        print(f"== {condition.name} (worker {args.rank}/{args.world_size})", file=sys.stderr)
-        config = bench_config(Path(args.out), condition, args.rank, args.world_size, **extra)
+    resources = Resources(args.store)
+    for name in names:
+        print(f"== {name} (worker {args.rank}/{args.world_size})", file=sys.stderr)
         start = time.perf_counter()
-        run_bench(config, model=model, tokenizer=tokenizer, store=store)
+        run_condition(
+            BY_NAME[name],
+            out,
+            resources,
+            split=args.split,
+            rank=args.rank,
+            world_size=args.world_size,
+            model_4x=args.model_4x,
+            **extra,
+        )
         print(f"   {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
-def _load(out: Path, folder: str, method: str) -> dict:
-    """doc_id -> result of ``method`` in ``runs/<folder>`` ({} if none yet)."""
-    from siftlm.bench import load_results
-
-    path = out / "runs" / folder
-    if not list(path.glob("results*.jsonl")):
-        return {}
-    return {r.doc_id: r for r in load_results(path).get(method, [])}
-
-
-def row(out: Path, label: str, condition: Condition, base: dict) -> dict | None:
-    """One table row on the documents that base, nn and sift have (None: no document)."""
-    from siftlm.evaluation.report import relative_to_base
-
-    nn = _load(out, condition.nn_from or condition.name, "nn")
-    sift = _load(out, condition.name, "sift")
-    docs = sorted(set(base) & set(nn) & set(sift))
-    if not docs:
-        return None
-    pick = {
-        name: [found[d] for d in docs]
-        for name, found in (("base", base), ("nn", nn), ("sift", sift))
-    }
-    estimates = {
-        "nn": relative_to_base(pick["nn"], pick["base"]),
-        "sift": relative_to_base(pick["sift"], pick["base"]),
-        "sift/nn": relative_to_base(pick["sift"], pick["nn"]),
-    }
-    better = sum(s.nll_nats < n.nll_nats for s, n in zip(pick["sift"], pick["nn"], strict=True))
-    return {
-        "label": label,
-        "condition": condition.name,
-        "docs": len(docs),
-        **{key: {"value": e.value, "se": e.se} for key, e in estimates.items()},
-        "sift_better": better,
-    }
-
-
-def table(out: Path) -> dict[str, list[dict]]:
-    """Rows per ablation (finished documents only; conditions without any are left out)."""
-    base = _load(out, "base", "base")
-    tables = {}
-    for ablation, rows in ABLATIONS.items():
-        found = [row(out, label, BY_NAME[name], base) for label, name in rows]
-        tables[ablation] = [r for r in found if r is not None]
-    return tables
-
-
-def _cell(estimate: dict) -> str:
-    return f"{estimate['value']:.1f}% ± {estimate['se']:.1f}"
-
-
-def markdown(tables: dict[str, list[dict]], total: int | None) -> str:
-    lines = [
-        "# Ablations: when does SIFT beat nearest neighbours? (validation split)",
-        "",
-        f"{MODEL}, first {DOCS_PER_DOMAIN} validation documents per domain"
-        + (f" ({total} documents)" if total else "")
-        + ", the package defaults except one learning rate, 3e-4, for every prompt (no gate, no variance_lr), nn and sift. Made by "
-        "`python benchmarks/ablate.py summarize` from `benchmarks/ablate/runs/`. Cells: "
-        "bits in % of base's on the same documents (ratio of sums ± paired SE over "
-        "documents); sift/nn: sift's bits in % of nn's (below 100: sift better); sift "
-        "better: documents where sift's bits are fewer than nn's.",
-    ]
-    for ablation, rows in tables.items():
-        lines += ["", f"## {TITLES[ablation]}", ""]
-        if not rows:
-            lines.append("No finished condition yet.")
-            continue
-        lines += [
-            "| condition | docs | nn, % of base | sift, % of base | sift/nn | sift better |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for r in rows:
-            lines.append(
-                f"| {r['label']} | {r['docs']} | {_cell(r['nn'])} | {_cell(r['sift'])} | "
-                f"{_cell(r['sift/nn'])} | {r['sift_better']} of {r['docs']} |"
-            )
-        lines += ["", f"![{ablation}]({ablation}.png)"]
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[dict], title: str, path: Path) -> None:
-    """Left: nn and sift in % of base per condition; right: sift/nn; bars: ± 1 SE."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = list(range(len(rows)))
-    labels = [r["label"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for shift, method in ((-0.08, "nn"), (0.08, "sift")):
-        left.errorbar(
-            [i + shift for i in x],
-            [r[method]["value"] for r in rows],
-            yerr=[r[method]["se"] for r in rows],
-            marker="o",
-            capsize=3,
-            label=method,
-        )
-    left.set_ylabel("bits, % of base")
-    left.legend()
-    right.errorbar(
-        x,
-        [r["sift/nn"]["value"] for r in rows],
-        yerr=[r["sift/nn"]["se"] for r in rows],
-        marker="o",
-        capsize=3,
-        color="C2",
-    )
-    right.axhline(100, color="grey", lw=0.8)
-    right.set_ylabel("sift's bits, % of nn's")
-    for ax in (left, right):
-        ax.set_xticks(x, labels)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def summarize(args: argparse.Namespace) -> None:
-    out = Path(args.out)
-    tables = table(out)
-    if not any(tables.values()):
+    out = Path(args.out) if args.out else out_folder(args.split)
+    found = tables(out, args.split)
+    if not any(found.values()):
         raise SystemExit(f"no finished condition in {out / 'runs'} yet: run first")
-    total = len(_load(out, "base", "base"))
-    (out / "ablate.json").write_text(
-        json.dumps({"model": MODEL, "tables": tables}, indent=2) + "\n"
-    )
-    (out / "summary.md").write_text(markdown(tables, total))
-    for ablation, rows in tables.items():
-        if rows:
-            plot(rows, TITLES[ablation], out / f"{ablation}.png")
+    write(out, found, len(load(out, "base", "base")), MODEL, args.split)
     print((out / "summary.md").read_text())
 
 
@@ -293,10 +178,16 @@ def main(argv: list[str] | None = None) -> None:
     runner.add_argument("--only", nargs="+", metavar="NAME", help="these conditions only")
     runner.add_argument("--store", default=None, help="datastore folder (default: the memory)")
     runner.add_argument("--domains", nargs="+", help="trial runs only (with another --out)")
-    runner.add_argument("--out", default=str(OUT), help="folder of runs/ and the summary")
-    runner.set_defaults(func=run)
+    runner.add_argument(
+        "--model-4x", default=MODEL_4X, help=f"the stronger model (default: {MODEL_4X})"
+    )
     summary = sub.add_parser("summarize", help="tables and plots")
-    summary.add_argument("--out", default=str(OUT))
+    for sub_parser in (runner, summary):
+        sub_parser.add_argument("--split", default=SPLIT, choices=SPLITS)
+        sub_parser.add_argument(
+            "--out", default=None, help=f"runs/ and summary (default: {OUT}, or {OUT_TEST})"
+        )
+    runner.set_defaults(func=run)
     summary.set_defaults(func=summarize)
     args = parser.parse_args(argv)
     args.func(args)
