@@ -81,3 +81,25 @@ def test_which_calls_take_the_single_prompt_path(monkeypatch) -> None:
     siftlm.select(np.stack([query, query]), candidates, 5)  # two prompts: batched loop
     siftlm.select(np.stack([query, query])[None], candidates, 5)  # two targets
     assert calls == []
+
+
+def test_numpy_duplicate_check_matches_torch() -> None:
+    """`first_copies_numpy` (single-prompt path) gives `_first_copies`'s result bitwise,
+    including a candidate whose first suspect is only nearly equal, zero and -0.0 rows."""
+    import torch
+
+    from siftlm.selection.posterior import _first_copies, first_copies_numpy
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        base = unit(rng.standard_normal((40, 24))).astype(dtype)
+        base[5] = unit(base[2] + 1e-7 * rng.standard_normal(24))  # near copy of 2
+        base[9] = base[5]  # exact copy of 5, whose first suspect is 2 (only near)
+        base[[11, 30]] = base[3]
+        base[[12, 13]] = 0.0
+        base[14] = -0.0
+        gram = torch.from_numpy(base) @ torch.from_numpy(base).T
+        expected = _first_copies(torch.from_numpy(base), gram).numpy()
+        got = first_copies_numpy(base, gram.numpy())
+        np.testing.assert_array_equal(got, expected)
+        assert got[30] == 3 and got[13] == 12 and got[14] == 12

@@ -50,10 +50,10 @@ def greedy(
         indices (B, n) int64, variances (B, n) float64 posterior σ²(x*) after each pick,
         prior_variances (B,) float64.
     """
-    posterior = Posterior(queries, candidates, lambda_, n, first_prompt, target_mask)
     forbid_repeats = distinct if method.repeats is None else not method.repeats
-    if SINGLE_PROMPT_PATH and single.applies(method, posterior):
-        return single.greedy_single(method, posterior, n, forbid_repeats)
+    if SINGLE_PROMPT_PATH and single.applies(method, queries):
+        return single.greedy_single(method, queries, candidates, n, lambda_, forbid_repeats)
+    posterior = Posterior(queries, candidates, lambda_, n, first_prompt, target_mask)
     state = method.start(posterior, seed)
     batch, num_candidates = posterior.batch_size, posterior.num_candidates
     device = queries.device

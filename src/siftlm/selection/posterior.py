@@ -29,6 +29,7 @@ everything after them in float64. B = prompts, K = candidates, n = steps.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -78,8 +79,7 @@ class Posterior:
                 only; None: all exist). Every prompt needs at least one.
         """
         batch = queries.shape[0]
-        gram = candidates @ candidates.transpose(-1, -2)  # (K, K) or (B, K, K)
-        copies = _first_copies(candidates, gram)
+        gram, copies = prior_kernel(candidates)  # (K, K) or (B, K, K); (K,) or (B, K)
         if candidates.dim() == 2:  # shared: one Gram matrix for all prompts
             gram, copies = gram.expand(batch, -1, -1), copies.expand(batch, -1)
         wide = torch.float64
@@ -90,8 +90,8 @@ class Posterior:
         self.target_variances: torch.Tensor | None = None
         self.targets: torch.Tensor | None = None
         if queries.dim() == 2:
-            self.prior_cross = _cross(queries, candidates).to(wide)
-            self.prior_variances = (queries * queries).sum(-1).to(wide)
+            prior_cross, prior_variances = prior_prompt(queries, candidates)
+            self.prior_cross, self.prior_variances = prior_cross.to(wide), prior_variances.to(wide)
             self.prompt_norms = self.prior_variances.sqrt()
             self.cross = self.prior_cross.clone()
         else:
@@ -191,6 +191,27 @@ class Posterior:
         return column
 
 
+def prior_kernel(candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gram matrix k(a, b) in the inputs' precision and the first copies (`_first_copies`).
+
+    Shapes: candidates (K, d) -> (K, K), (K,); (B, K, d) -> (B, K, K), (B, K). Shared with
+    the single-prompt path (`siftlm.selection.single`), which needs the same values bitwise.
+    """
+    gram = candidates @ candidates.transpose(-1, -2)
+    if candidates.dim() == 2 and candidates.device.type == "cpu":
+        copies = first_copies_numpy(candidates.numpy(), gram.numpy())
+        return gram, torch.from_numpy(copies)
+    return gram, _first_copies(candidates, gram)
+
+
+def prior_prompt(
+    queries: torch.Tensor, candidates: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single-target prompts' prior k(x*, a) (B, K) and k(x*, x*) (B,), in the inputs'
+    precision (queries (B, d); candidates (K, d) or (B, K, d))."""
+    return _cross(queries, candidates), (queries * queries).sum(-1)
+
+
 def _cross(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Prior k(x*, a): queries (B, d) with candidates (K, d) -> (B, K), or (B, K, d) -> (B, K)."""
     if candidates.dim() == 2:
@@ -217,3 +238,24 @@ def _first_copies(candidates: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
         same = (candidates[(*batch, first[suspects])] == candidates[suspects]).all(-1)
         first[tuple(index[~same] for index in suspects)] = positions[~same]
     return first
+
+
+def first_copies_numpy(candidates: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """`_first_copies` for one candidate set in numpy (K, d), (K, K) -> (K,) int64: the same
+    IEEE operations (a + b, a − 2b, a·2⁻¹⁷, ≤, ==) and the same first-suspect rule, so the
+    same result, at a fraction of torch's per-operation cost on a (K, K) matrix.
+
+    Memory: two (K, K) temporaries in the inputs' precision and one bool; it is used where
+    the Gram matrix is a single (K, K) matrix.
+    """
+    norms_squared = np.diagonal(gram)
+    distances = norms_squared[:, None] + norms_squared[None, :]
+    np.subtract(distances, np.multiply(gram, 2), out=distances)  # 2·k(a, b) is exact
+    tolerance = 64 * np.finfo(gram.dtype).eps  # a power of two: the product is exact
+    threshold = (norms_squared * gram.dtype.type(tolerance))[:, None]
+    first = np.less_equal(distances, threshold).argmax(axis=-1)  # the first True
+    suspects = np.flatnonzero(first != np.arange(first.shape[0]))  # usually none
+    if suspects.size:
+        same = (candidates[first[suspects]] == candidates[suspects]).all(-1)
+        first[suspects[~same]] = suspects[~same]
+    return first.astype(np.int64, copy=False)
