@@ -77,3 +77,18 @@ def test_skip_docs_gives_the_next_documents_of_every_domain():
         pick_documents(BenchConfig(split="validation", skip_docs=10_000))
     with pytest.raises(ValueError, match="skip_docs"):
         BenchConfig(skip_docs=-1)
+
+
+def test_curve_methods_none_records_no_curves():
+    import argparse
+
+    from siftlm.bench.config import add_arguments, from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--curve-methods", "none", "--methods", "nn", "sift"])
+    config = from_arguments(args)
+    assert config.curve_methods == ()
+    assert config.curve_steps("sift") is False and config.curve_steps("nn") is False
+    assert BenchConfig(curve_methods=("None",)).curve_methods == ()
+    assert BenchConfig(curve_methods=("sift",)).curve_methods == ("sift",)

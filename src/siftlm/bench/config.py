@@ -173,7 +173,10 @@ class BenchConfig:
     finetune: str = field(default=_TTT.finetune, metadata={"help": "full or lora"})
     curve_methods: tuple[str, ...] = field(
         default=("nn", "sift"),
-        metadata={"help": "methods whose learning curve (bpb after each step) is recorded"},
+        metadata={
+            "help": "methods whose learning curve (bpb after each step) is recorded"
+            " (none: no curves)"
+        },
     )
     curve_every: int = field(
         default=1,
@@ -198,6 +201,8 @@ class BenchConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+        if [str(m).lower() for m in self.curve_methods] == ["none"]:
+            object.__setattr__(self, "curve_methods", ())  # --curve-methods none
         if self.variance_lr is not None and [str(b).lower() for b in self.variance_lr] == ["none"]:
             object.__setattr__(self, "variance_lr", None)  # --variance-lr none
         if self.variance_lr is not None:  # canonical "bound:lr" strings, as saved
