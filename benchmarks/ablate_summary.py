@@ -19,7 +19,7 @@ PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
         ("none", "all"),
         ("exact 10 %", "dup-exact-10"),
         ("exact 30 %", "dup-exact-30"),
-        ("exact 100 % (every sequence twice)", "dup-exact-100"),
+        ("exact 100 %", "dup-exact-100"),
         ("near 10 %", "dup-near-10"),
         ("near 30 %", "dup-near-30"),
     ),
