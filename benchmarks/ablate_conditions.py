@@ -88,6 +88,9 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("embed-causal", {}, store=CAUSAL_STORE),
     Condition("dup-exact-100", {"duplicates": 1.0, "duplicate_kind": "exact"}),
     Condition("query-chunks-4", {"query_vectors": "chunks", "max_targets": 4}),
+    Condition(
+        "dup-exact-100x4", {"duplicates": 1.0, "duplicate_kind": "exact", "duplicate_copies": 4}
+    ),
 )
 BY_NAME = {c.name: c for c in CONDITIONS}
 # the conditions run on the test split (folder OUT_TEST), in this order

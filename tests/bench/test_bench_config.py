@@ -92,3 +92,18 @@ def test_curve_methods_none_records_no_curves():
     assert config.curve_steps("sift") is False and config.curve_steps("nn") is False
     assert BenchConfig(curve_methods=("None",)).curve_methods == ()
     assert BenchConfig(curve_methods=("sift",)).curve_methods == ("sift",)
+
+
+def test_duplicate_copies_from_the_command_line_and_bad_values():
+    import argparse
+
+    from siftlm.bench.config import add_arguments, from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--duplicates", "1", "--duplicate-copies", "4", "--methods", "nn"])
+    assert from_arguments(args).duplicate_copies == 4
+    with pytest.raises(ValueError, match="duplicate_copies must be >= 1"):
+        BenchConfig(duplicates=1.0, duplicate_copies=0)
+    with pytest.raises(ValueError, match="exact copies only"):
+        BenchConfig(duplicates=1.0, duplicate_copies=2, duplicate_kind="near")

@@ -137,6 +137,32 @@ def test_exact_copies_have_their_own_ids_the_texts_scores_and_rank_next_to_the_o
     assert duplicated.text(N + 10) == memory.texts[10]
 
 
+def test_several_exact_copies_per_sequence_rank_in_a_row_after_the_original():
+    memory = random_memory()
+    duplicated = DuplicatedMemory(memory, 1.0, "exact", seed=0, copies=3)
+    assert len(duplicated) == 4 * N
+    assert duplicated.originals.tolist() == np.repeat(np.arange(N), 3).tolist()
+    query = memory.embeddings[10] + 0.05
+    plain = memory.search(query, k=3)
+    ids = duplicated.search(query, k=12).ids[0].tolist()
+    expected = []
+    for i in plain.ids[0].tolist():  # each original, then its 3 copies (ids in a row)
+        expected += [i, N + 3 * i, N + 3 * i + 1, N + 3 * i + 2]
+    assert ids == expected
+    assert {duplicated.text(j) for j in ids[:4]} == {memory.texts[10]}
+
+
+@pytest.mark.parametrize("copies", [0, -1, 1.5, True])
+def test_bad_copies_are_refused(copies):
+    with pytest.raises(ValueError, match="copies"):
+        DuplicatedMemory(random_memory(), 1.0, "exact", copies=copies)
+
+
+def test_several_near_copies_are_refused():
+    with pytest.raises(ValueError, match="exact copies only"):
+        DuplicatedMemory(random_memory(), 1.0, "near", copies=2)
+
+
 def test_copies_at_a_rate_and_their_exclusion():
     memory = random_memory()
     originals = duplicated_ids(N, 0.3, seed=5)

@@ -51,6 +51,7 @@ def ablated_memory(config: BenchConfig, store: Any, documents: list, tokenizer: 
             seed=config.seed,
             pool=candidate_pool(config, memory, documents, tokenizer),
             cache=copies_cache(config) if config.duplicate_kind == "near" else None,
+            copies=config.duplicate_copies,
         )
     return memory
 

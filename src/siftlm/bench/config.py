@@ -162,6 +162,13 @@ class BenchConfig:
             " probability (0: none; only copies the documents can retrieve are made)"
         },
     )
+    duplicate_copies: int = field(
+        default=1,
+        metadata={
+            "help": "ablation: copies injected per duplicated sequence (exact copies only;"
+            " 1: the sequence is in the memory twice)"
+        },
+    )
     duplicate_kind: str = field(
         default="exact",
         metadata={
@@ -230,6 +237,10 @@ class BenchConfig:
             raise ValueError(f"memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if not 0 <= self.duplicates <= 1:
             raise ValueError(f"duplicates must be in [0, 1], got {self.duplicates}")
+        if self.duplicate_copies < 1:
+            raise ValueError(f"duplicate_copies must be >= 1, got {self.duplicate_copies}")
+        if self.duplicate_copies > 1 and self.duplicate_kind != "exact":
+            raise ValueError("duplicate_copies > 1 is for exact copies only")
         if self.duplicate_kind not in ("exact", "near"):
             raise ValueError(
                 f"unknown duplicate_kind {self.duplicate_kind!r} (choose from exact, near)"

@@ -1,8 +1,9 @@
 """Duplication injected into a memory, without touching it: the duplication ablation.
 
-``DuplicatedMemory(memory, rate, kind)`` adds one copy of every sequence in a seeded
-random subset (each sequence with probability ``rate``) and searches the memory and an
-exact in-memory index over the copies, merging the two result lists by score:
+``DuplicatedMemory(memory, rate, kind)`` adds one copy (``copies`` for exact copies) of
+every sequence in a seeded random subset (each sequence with probability ``rate``) and
+searches the memory and an exact in-memory index over the copies, merging the two result
+lists by score:
 
 - ``kind="exact"``: the copy is the sequence itself (same text, same stored embedding), so
   it ties with its original and ranks right after it.
@@ -11,7 +12,8 @@ exact in-memory index over the copies, merging the two result lists by score:
   with the memory's own embedder (``memory.embed``). That costs time: the embeddings are
   computed on the first search and cached in ``cache`` (an ``.npz``) when one is given.
 
-Copy j (copies in order of their originals' ids) has id ``offset + j``, where ``offset``
+Copy j (copies in order of their originals' ids; an original's ``copies`` copies in a
+row) has id ``offset + j``, where ``offset``
 is the size of the memory's id space (``len(memory.doc_ids)``), and the domain and
 ``doc_id`` of its original (so the held-out protocols exclude copies with their originals).
 
@@ -105,16 +107,23 @@ class DuplicatedMemory:
         pool: Sequence[int] | None = None,
         near_fraction: float = NEAR_FRACTION,
         cache: str | Path | None = None,
+        copies: int = 1,
     ) -> None:
         if kind not in DUPLICATE_KINDS:
             raise ValueError(f"unknown duplicate kind {kind!r} (choose from exact, near)")
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise ValueError(f"copies must be an integer >= 1, got {copies!r}")
+        if copies > 1 and kind != "exact":
+            raise ValueError(f"{copies} copies per sequence are for exact copies only")
         if not 0 < near_fraction <= 1:
             raise ValueError(f"near_fraction must be in (0, 1], got {near_fraction}")
         self.base, self.kind, self.rate, self.seed = memory, kind, float(rate), int(seed)
         self.manifest = memory.manifest
         self.offset = len(memory.doc_ids)
         pool = getattr(memory, "kept", None) if pool is None else pool
-        self.originals = duplicated_ids(self.offset, self.rate, self.seed, pool)
+        chosen = duplicated_ids(self.offset, self.rate, self.seed, pool)
+        self.originals = np.repeat(chosen, copies)  # an original's copies in a row
+        self.copies = copies
         if kind == "exact":
             self.texts = [memory_text(memory, i) for i in self.originals.tolist()]
             self._embeddings = np.asarray(memory.embeddings[self.originals], dtype=np.float32)
@@ -132,7 +141,7 @@ class DuplicatedMemory:
     def __repr__(self) -> str:
         return (
             f"DuplicatedMemory({self.base!r}, rate={self.rate}, kind={self.kind!r}, "
-            f"copies={len(self.originals)})"
+            f"copies={len(self.originals)}, per sequence {self.copies})"
         )
 
     @property
