@@ -57,7 +57,8 @@ runs some of them):
 - dup-exact-100: an exact copy of every sequence (each is in the memory twice): the
   heaviest duplication tried, nn and sift.
 - dup-exact-100x4: 4 exact copies of every sequence (each is in the memory 5 times;
-  ``duplicate_copies``), nn and sift: the heaviest duplication, run last.
+  ``duplicate_copies``), nn and sift; dup-exact-100x9: 9 copies (10 times each), the
+  heaviest duplication, run last.
 - query-chunks-4: as query-chunks with at most 4 chunks, evenly spaced (``max_targets``).
 
 ``--split test`` runs base, all, hull, sift-reuse and hull-reuse on the first 2 TEST

@@ -91,6 +91,9 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition(
         "dup-exact-100x4", {"duplicates": 1.0, "duplicate_kind": "exact", "duplicate_copies": 4}
     ),
+    Condition(
+        "dup-exact-100x9", {"duplicates": 1.0, "duplicate_kind": "exact", "duplicate_copies": 9}
+    ),
 )
 BY_NAME = {c.name: c for c in CONDITIONS}
 # the conditions run on the test split (folder OUT_TEST), in this order

@@ -21,6 +21,7 @@ PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
         ("exact 30 %", "dup-exact-30"),
         ("exact 100 %", "dup-exact-100"),
         ("exact 100 %, 4 copies", "dup-exact-100x4"),
+        ("exact 100 %, 9 copies", "dup-exact-100x9"),
         ("near 10 %", "dup-near-10"),
         ("near 30 %", "dup-near-30"),
     ),
