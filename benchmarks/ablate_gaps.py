@@ -16,7 +16,6 @@ nn and sift, e.g. the 350-document test benchmark.
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 from pathlib import Path
 
 import ablate_conditions as conditions
@@ -24,8 +23,13 @@ import ablate_conditions as conditions
 STORE_SIZE = 30351  # chunks in stores/minipile-all-MiniLM-L6-v2; copies get ids from here
 
 
-def _ratio(sift: list, nn: list) -> float:
-    return 100.0 * sum(r.nll_nats for r in sift) / sum(r.nll_nats for r in nn)
+def sift_of_nn(sift: list, nn: list) -> dict:
+    """domain (and ``report.ALL``) -> sift's bits in % of nn's on the same documents
+    (ratio of sums, paired SE): ``siftlm.evaluation.report.domain_table`` with nn as base."""
+    from siftlm.evaluation.report import domain_table
+
+    table = domain_table({"nn": nn, "sift": sift}, base="nn")
+    return {domain: table.cells[domain, "sift"].percent for domain in table.domains}
 
 
 def _pick_stats(results: list) -> tuple[float, float]:
@@ -38,21 +42,23 @@ def _pick_stats(results: list) -> tuple[float, float]:
 def condition_gaps(out: Path, condition: conditions.Condition) -> dict | None:
     from ablate_summary import load
 
+    from siftlm.evaluation.report import ALL
+
     nn = load(out, condition.nn_from or condition.name, "nn")
     sift = load(out, condition.name, "sift")
     docs = sorted(set(nn) & set(sift))
     if not docs:
         return None
-    by_domain: dict[str, list[str]] = defaultdict(list)
-    for doc in docs:
-        by_domain[sift[doc].domain].append(doc)
-    domains = {d: _ratio([sift[x] for x in ds], [nn[x] for x in ds]) for d, ds in by_domain.items()}
+    domains = {
+        d: e.value for d, e in sift_of_nn([sift[d] for d in docs], [nn[d] for d in docs]).items()
+    }
+    overall = domains.pop(ALL)
     per_doc = {d: 100.0 * sift[d].nll_nats / nn[d].nll_nats for d in docs}
     best = min(domains, key=domains.get)
     return {
         "name": condition.name,
         "docs": len(docs),
-        "all": _ratio([sift[d] for d in docs], [nn[d] for d in docs]),
+        "all": overall,
         "best_domain": (best, domains[best]),
         "sift_5": sum(v <= 95.0 for v in per_doc.values()),
         "nn_5": sum(v >= 105.0 for v in per_doc.values()),
@@ -85,22 +91,23 @@ def markdown(rows: list[dict], split: str) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def domain_table(folder: Path) -> str:
+def domains_markdown(folder: Path) -> str:
     """sift/nn per domain of a bench results folder (ratio of sums ± paired SE)."""
     from siftlm.bench import load_results
-    from siftlm.evaluation.report import relative_to_base
+    from siftlm.evaluation.report import ALL
 
     results = load_results(folder)
     nn = {r.doc_id: r for r in results["nn"]}
     sift = {r.doc_id: r for r in results["sift"]}
-    by_domain: dict[str, list[str]] = defaultdict(list)
-    for doc in sorted(set(nn) & set(sift)):
-        by_domain[nn[doc].domain].append(doc)
+    docs = sorted(set(nn) & set(sift))
+    estimates = sift_of_nn([sift[d] for d in docs], [nn[d] for d in docs])
     rows = []
-    for domain, docs in by_domain.items():
-        estimate = relative_to_base([sift[d] for d in docs], [nn[d] for d in docs])
-        gaps = sum(sift[d].nll_nats <= 0.95 * nn[d].nll_nats for d in docs)
-        rows.append((estimate.value, domain, estimate.se, len(docs), gaps))
+    for domain, estimate in estimates.items():
+        if domain == ALL:
+            continue
+        mine = [d for d in docs if nn[d].domain == domain]
+        gaps = sum(sift[d].nll_nats <= 0.95 * nn[d].nll_nats for d in mine)
+        rows.append((estimate.value, domain, estimate.se, len(mine), gaps))
     lines = [
         f"| {domain} | {count} | {value:.1f}% ± {se:.1f} | {gaps} |"
         for value, domain, se, count, gaps in sorted(rows)
@@ -118,7 +125,7 @@ def main() -> None:
     parser.add_argument("--domains", type=Path, help="a bench results folder instead")
     args = parser.parse_args()
     if args.domains:
-        print(domain_table(args.domains))
+        print(domains_markdown(args.domains))
         return
     out = conditions.out_folder(args.split)
     rows = []

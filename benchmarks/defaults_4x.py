@@ -16,7 +16,6 @@ documents that trained (the variance gate answers the others with the base model
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "results" / "defaults-4x"
@@ -26,24 +25,19 @@ PROTOCOLS = (("standard", "standard"), ("lodo", "leave-one-domain-out"))
 
 def cells(folder: Path) -> list[str]:
     from siftlm.bench import load_results
-    from siftlm.evaluation.report import relative_to_base
+    from siftlm.evaluation.report import ALL, domain_table
 
     results = load_results(folder)
-    base = {r.doc_id: r for r in results["base"]}
+    table = domain_table({m: results[m] for m in ("base", "nn", "sift")})
     found = []
     for method in ("nn", "sift"):
-        mine = results[method]
-        theirs = [base[r.doc_id] for r in mine]
-        estimate = relative_to_base(mine, theirs)
-        domains: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for r, b in zip(mine, theirs, strict=True):
-            domains[r.domain][0] += r.nll_nats
-            domains[r.domain][1] += b.nll_nats
-        worst = max(domains, key=lambda d: domains[d][0] / domains[d][1])
-        trained = sum(r.steps > 0 for r in mine)
+        estimate = table.cells[ALL, method].percent
+        domains = [d for d in table.domains if d != ALL]
+        worst = max(domains, key=lambda d: table.cells[d, method].percent.value)
+        trained = sum(r.steps > 0 for r in results[method])
         found.append(
             f"{estimate.value:.2f}% ± {estimate.se:.2f} | {worst} "
-            f"{100 * domains[worst][0] / domains[worst][1]:.1f}% | {trained} of {len(mine)}"
+            f"{table.cells[worst, method].percent.value:.1f}% | {trained} of {len(results[method])}"
         )
     return found
 
