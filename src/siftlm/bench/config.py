@@ -208,9 +208,9 @@ class BenchConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
-        if [str(m).lower() for m in self.curve_methods] == ["none"]:
+        if _says_none(self.curve_methods):
             object.__setattr__(self, "curve_methods", ())  # --curve-methods none
-        if self.variance_lr is not None and [str(b).lower() for b in self.variance_lr] == ["none"]:
+        if _says_none(self.variance_lr):
             object.__setattr__(self, "variance_lr", None)  # --variance-lr none
         if self.variance_lr is not None:  # canonical "bound:lr" strings, as saved
             bands = parse_variance_lr(self.variance_lr)
@@ -326,6 +326,11 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
         args = [a for a in get_args(annotation) if a is not type(None)]
         return args[0], len(args) < len(get_args(annotation))
     return annotation, False
+
+
+def _says_none(values: Any) -> bool:
+    """Whether a list option was given as the one word ``none`` (any case)."""
+    return values is not None and [str(v).lower() for v in values] == ["none"]
 
 
 def _none_or(kind):
