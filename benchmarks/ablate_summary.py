@@ -79,22 +79,25 @@ def _estimate(results: list, reference: list) -> dict:
     return {"value": estimate.value, "se": estimate.se}
 
 
-def row(out: Path, label: str, condition: Condition, base: dict) -> dict | None:
-    """One table row on the documents that base, nn and sift have (None: no document)."""
+def _pick(out: Path, condition: Condition, base: dict) -> dict[str, list] | None:
+    """base, nn and sift results on the documents all three have (None: no document)."""
     nn = load(out, condition.nn_from or condition.name, "nn")
     sift = load(out, condition.name, "sift")
     docs = sorted(set(base) & set(nn) & set(sift))
     if not docs:
         return None
-    pick = {
+    return {
         name: [found[d] for d in docs]
         for name, found in (("base", base), ("nn", nn), ("sift", sift))
     }
+
+
+def _pair_row(label: str, condition: Condition, pick: dict[str, list]) -> dict:
     better = sum(s.nll_nats < n.nll_nats for s, n in zip(pick["sift"], pick["nn"], strict=True))
     return {
         "label": label,
         "condition": condition.name,
-        "docs": len(docs),
+        "docs": len(pick["base"]),
         "nn": _estimate(pick["nn"], pick["base"]),
         "sift": _estimate(pick["sift"], pick["base"]),
         "sift/nn": _estimate(pick["sift"], pick["nn"]),
@@ -102,18 +105,21 @@ def row(out: Path, label: str, condition: Condition, base: dict) -> dict | None:
     }
 
 
+def row(out: Path, label: str, condition: Condition, base: dict) -> dict | None:
+    """One table row on the documents that base, nn and sift have (None: no document)."""
+    pick = _pick(out, condition, base)
+    return None if pick is None else _pair_row(label, condition, pick)
+
+
 def model_row(out: Path, label: str, base_folder: str, condition: str) -> dict | None:
     """A pair row against the model's own base, with that base's bits per byte."""
     from siftlm.evaluation.report import aggregate_bpb
 
-    base = load(out, base_folder, "base")
-    found = row(out, label, BY_NAME[condition], base)
-    if found is None:
+    pick = _pick(out, BY_NAME[condition], load(out, base_folder, "base"))
+    if pick is None:
         return None
-    nn = load(out, BY_NAME[condition].nn_from or condition, "nn")
-    sift = load(out, condition, "sift")
-    docs = sorted(set(base) & set(nn) & set(sift))
-    bpb = aggregate_bpb([base[d] for d in docs])
+    found = _pair_row(label, BY_NAME[condition], pick)
+    bpb = aggregate_bpb(pick["base"])
     config = out / "runs" / base_folder / "config.json"
     if config.is_file():  # the model it ran (``--model-4x`` may name another)
         found["label"] = json.loads(config.read_text()).get("model", label)
