@@ -22,7 +22,6 @@ the same (method, condition, document) in benchmarks/ablate/runs/.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -47,16 +46,15 @@ ABLATION_RUN = {
 }
 
 
-def ablation_records(runs: Path) -> dict:
-    """{(method, gradient_reuse, doc_id): record} of the ablation's runs."""
-    records = {}
-    for (method, reuse), name in ABLATION_RUN.items():
-        for file in sorted((runs / name).glob("results*.jsonl")):
-            for line in file.read_text().splitlines():
-                record = json.loads(line) if line.strip() else None
-                if record and record["method"] == method:
-                    records[method, reuse, record["doc_id"]] = record
-    return records
+def ablation_records(out: Path) -> dict:
+    """{(method, gradient_reuse, doc_id): record} of the ablation's runs in ``out``."""
+    from ablate_summary import load
+
+    return {
+        (method, reuse, doc_id): result.to_dict()
+        for (method, reuse), name in ABLATION_RUN.items()
+        for doc_id, result in load(out, name, method).items()
+    }
 
 
 def setup(store_path: str, docs: int):
@@ -179,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = measure(trainers, documents, args.repeats)
     load_end = tuple(round(x, 2) for x in os.getloadavg())
     lines = ["# Gradient reuse: interleaved timing", "", *conditions(args, load_start, load_end)]
-    lines += ["", *report(runs, documents, ablation_records(HERE / "ablate" / "runs"))]
+    lines += ["", *report(runs, documents, ablation_records(HERE / "ablate"))]
     print("\n".join(lines))
 
 
