@@ -12,8 +12,20 @@ from siftlm.datastore.sharded import ShardedDatastore, open_any
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, documents, tiny_tokenizer, tiny_embedder):
+    import faiss
+
     root = tmp_path_factory.mktemp("sharded")
     parts = [documents[: len(documents) // 2], documents[len(documents) // 2 :]]
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one thread: the same HNSW graph on every run
+    try:
+        _build_parts(root, parts, tiny_tokenizer, tiny_embedder)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return root
+
+
+def _build_parts(root, parts, tiny_tokenizer, tiny_embedder) -> None:
     for i, (part, index) in enumerate(zip(parts, ("flat", "HNSW8"), strict=True)):
         Datastore.build(
             part,
@@ -25,7 +37,6 @@ def shards(tmp_path_factory, documents, tiny_tokenizer, tiny_embedder):
             recall_target=1.0,  # HNSW8's efSearch raised until its recall@10 is 1
             show_progress=False,
         )
-    return root
 
 
 def test_sharded_store_searches_as_one(shards):
